@@ -1,0 +1,123 @@
+"""chatproxy: keeps your LM Studio conversations and streams the replies.
+
+Entry point: flags -> config -> app -> listen -> graceful stop.
+    python chatproxy.py --port 8080
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+import signal
+import sys
+from typing import Mapping, Sequence
+
+from tornado.httpserver import HTTPServer
+from tornado.web import Application
+
+from config import Config, ConfigError, load_config
+from handlers import NotFoundHandler, Services, routes
+from handlers.relay import SHUTTING_DOWN, StreamRegistry
+from handlers.upstream import Upstream
+from store import ChatStore
+
+log = logging.getLogger("chatproxy")
+
+# Headroom over stream.max_concurrent for non-streaming upstream calls.
+UPSTREAM_EXTRA_CONNECTIONS = 64
+# How long aborted streams get to store their partial replies before the process exits.
+ABORT_SETTLE_S = 10
+
+
+def make_app(services: Services) -> Application:
+    config = services.config
+    return Application(
+        routes(services),
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"services": services},
+        cors_origins=config.cors_origins,
+        debug=False,  # --debug means verbose logs, not Tornado's autoreload
+    )
+
+
+def make_services(config: Config) -> Services:
+    store = ChatStore(config.chats_dir)
+    store.open()
+    upstream = Upstream(
+        config.lm_studio_url,
+        connect_timeout=config.connect_timeout,
+        idle_timeout=config.idle_timeout,
+        max_requests=config.max_streams + UPSTREAM_EXTRA_CONNECTIONS,
+    )
+    return Services(config, store, upstream, StreamRegistry(config.max_streams))
+
+
+def configure_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def raise_open_file_limit() -> None:
+    """Each stream holds two sockets; the common soft limit of 1024 would cap us near 500."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+async def serve(config: Config) -> int:
+    services = make_services(config)
+    server = HTTPServer(make_app(services), max_body_size=config.max_body_size, xheaders=False)
+    server.listen(config.port, config.host)
+    log.info("Starting Chat Proxy Server on %s:%d", config.host, config.port)
+    log.info("LM Studio URL: %s", config.lm_studio_url)
+    log.info("Chats directory: %s", os.path.abspath(config.chats_dir))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+    streams = services.streams
+    log.info("Shutting down: no new connections; %d stream(s) running", len(streams))
+    server.stop()
+    streams.closing = True
+    if not await streams.wait_idle(config.shutdown_grace):
+        log.warning("Ending %d stream(s) still running after %g s", len(streams), config.shutdown_grace)
+        streams.abort_all(SHUTTING_DOWN)
+        await streams.wait_idle(ABORT_SETTLE_S)
+    try:
+        await asyncio.wait_for(server.close_all_connections(), ABORT_SETTLE_S)
+    except asyncio.TimeoutError:
+        log.warning("Some connections did not close in time")
+    services.upstream.close()
+    services.store.close()  # waits for writes in flight
+    log.info("Stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    try:
+        config = load_config(sys.argv[1:] if argv is None else argv, os.environ if environ is None else environ)
+    except ConfigError as error:
+        print(f"chatproxy: {error}", file=sys.stderr)
+        return 2
+    configure_logging(config.debug)
+    raise_open_file_limit()
+    try:
+        return asyncio.run(serve(config))
+    except OSError as error:
+        # e.g. the port is taken, or the chats folder cannot be created
+        print(f"chatproxy: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

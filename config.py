@@ -1,0 +1,223 @@
+"""chatproxy's configuration: one frozen dataclass, one loader, one table of settings.
+
+Precedence, highest first: command-line flag > environment variable > config file >
+built-in default. The config file is ``--config PATH``, else ``$CHATPROXY_CONFIG``, else
+``config.toml`` beside chatproxy.py. Nothing else in chatproxy reads the environment or
+the file: the loader is handed ``argv`` and ``environ``, so tests never touch os.environ.
+
+A bad value raises ConfigError with one line that names the value and where it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+DEFAULT_CONFIG_FILE = Path(__file__).resolve().with_name("config.toml")
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "localhost"
+    port: int = 8080
+    debug: bool = False
+    lm_studio_url: str = "http://localhost:1234"
+    connect_timeout: float = 10.0
+    idle_timeout: float = 300.0
+    chats_dir: str = "./chats"
+    heartbeat: float = 15.0
+    max_streams: int = 1000
+    shutdown_grace: float = 30.0
+    cors_origins: tuple[str, ...] = ("*",)
+    max_body_size: int = 10 * 1024 * 1024
+
+
+# -- value parsers: each takes a TOML value or an env/flag string, returns the typed value ---
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a non-empty string")
+    return value.strip()
+
+
+def _port(value: Any) -> int:
+    number = _integer(value)
+    if not 1 <= number <= 65535:
+        raise ValueError("expected a port number from 1 to 65535")
+    return number
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ValueError("expected a whole number")
+
+
+def _positive_integer(value: Any) -> int:
+    number = _integer(value)
+    if number < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return number
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a number of seconds") from None
+    if not number > 0 or number == float("inf"):
+        raise ValueError("expected a number of seconds greater than 0")
+    return number
+
+
+def _seconds_or_zero(value: Any) -> float:
+    if value in (0, "0"):
+        return 0.0
+    return _seconds(value)
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("0", "false", "no", "off", ""):
+            return False
+    raise ValueError("expected true or false")
+
+
+def _url(value: Any) -> str:
+    url = _text(value).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL with a host")
+    # The frontend's LM Studio URL ends in /v1; accept it here too rather than call /v1/v1/...
+    return url.removesuffix("/v1")
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part for part in value.split(",")]
+    if not isinstance(value, list) or not value:
+        raise ValueError('expected a list of origins, e.g. ["*"] or ["http://localhost:5173"]')
+    return tuple(_text(origin) for origin in value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    field: str  # the Config field
+    key: str  # section.key in the config file
+    parse: Callable[[Any], Any]
+    env: str | None = None
+    flag: str | None = None
+
+
+SETTINGS = (
+    Setting("host", "server.host", _text, "CHATPROXY_HOST", "--host"),
+    Setting("port", "server.port", _port, "CHATPROXY_PORT", "--port"),
+    Setting("debug", "server.debug", _boolean, "CHATPROXY_DEBUG", "--debug"),
+    Setting("lm_studio_url", "upstream.url", _url, "LM_STUDIO_URL", "--lm-studio-url"),
+    Setting("connect_timeout", "upstream.connect_timeout", _seconds),
+    Setting("idle_timeout", "upstream.idle_timeout", _seconds),
+    Setting("chats_dir", "storage.chats_dir", _text, "CHATS_DIR", "--chats-dir"),
+    Setting("heartbeat", "stream.heartbeat", _seconds),
+    Setting("max_streams", "stream.max_concurrent", _positive_integer),
+    Setting("shutdown_grace", "shutdown.grace", _seconds_or_zero),
+    Setting("cors_origins", "cors.allowed_origins", _origins),
+    Setting("max_body_size", "limits.max_body_size", _positive_integer),
+)
+
+
+def _argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatproxy.py",
+        description="chatproxy: keeps your LM Studio chats and streams the replies.",
+    )
+    parser.add_argument("--config", metavar="PATH", help="config file (default: config.toml)")
+    parser.add_argument("--host", help="bind address (default: localhost)")
+    parser.add_argument("--port", help="listen port (default: 8080)")
+    parser.add_argument("--lm-studio-url", metavar="URL", help="LM Studio base URL")
+    parser.add_argument("--chats-dir", metavar="DIR", help="chat storage folder")
+    parser.add_argument("--debug", action="store_const", const="true", help="verbose logging")
+    return parser
+
+
+def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
+    flags = vars(_argument_parser().parse_args(argv))
+    config_path, table = _read_config_file(flags["config"], environ)
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        source, raw = _find(setting, flags, environ, table, config_path)
+        if source is None:
+            continue
+        try:
+            values[setting.field] = setting.parse(raw)
+        except ValueError as error:
+            raise ConfigError(f"{source}: invalid value {raw!r}: {error}") from None
+    return Config(**values)
+
+
+def _find(setting, flags, environ, table, config_path):
+    if setting.flag and flags.get(setting.field) is not None:
+        return setting.flag, flags[setting.field]
+    if setting.env and setting.env in environ:
+        return f"environment variable {setting.env}", environ[setting.env]
+    section, key = setting.key.split(".")
+    if key in table.get(section, {}):
+        return f"{config_path}: {setting.key}", table[section][key]
+    return None, None
+
+
+def _read_config_file(flag_path: str | None, environ: Mapping[str, str]) -> tuple[Path, dict]:
+    if flag_path:
+        path, required = Path(flag_path), True
+    elif environ.get("CHATPROXY_CONFIG"):
+        path, required = Path(environ["CHATPROXY_CONFIG"]), True
+    else:
+        path, required = DEFAULT_CONFIG_FILE, False
+    try:
+        with open(path, "rb") as file:
+            table = tomllib.load(file)
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"config file {path} does not exist") from None
+        return path, {}
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path} cannot be read: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    _check_keys(path, table)
+    return path, table
+
+
+def _check_keys(path: Path, table: dict) -> None:
+    known = {setting.key for setting in SETTINGS}
+    sections = {key.split(".")[0] for key in known}
+    for section, entries in table.items():
+        if section not in sections or not isinstance(entries, dict):
+            raise ConfigError(f"{path}: unknown section or key {section!r}")
+        for key in entries:
+            if f"{section}.{key}" not in known:
+                raise ConfigError(f"{path}: unknown key '{section}.{key}'")
+
+
+def describe(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)

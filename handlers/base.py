@@ -1,0 +1,152 @@
+"""BaseHandler: JSON in and out, CORS, and the one place errors become responses.
+
+Handlers raise ``ApiError`` (or let a store error or Tornado's own HTTPError fly); Tornado
+routes every exception to ``send_error``/``write_error`` here, which answers
+``{"status": "error", "message": ...}``: never an HTML page, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from tornado.web import HTTPError, RequestHandler
+
+from config import Config
+from store import (
+    ChatCorrupt,
+    ChatExists,
+    ChatNotFound,
+    ChatStore,
+    InvalidChatName,
+    MessageIndexError,
+    StoreError,
+)
+
+from .upstream import Upstream
+
+log = logging.getLogger("chatproxy")
+
+STORE_ERROR_STATUS = {
+    InvalidChatName: 400,
+    MessageIndexError: 400,
+    ChatNotFound: 404,
+    ChatExists: 409,
+    ChatCorrupt: 500,
+}
+
+
+class ApiError(HTTPError):
+    """An error whose ``message`` is meant for the client."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.message = message
+        self.headers = headers or {}
+
+    def __str__(self) -> str:
+        return f"{self.status_code}: {self.message}"
+
+
+@dataclass
+class Services:
+    """What handlers need, handed to each through ``initialize`` from the route table."""
+
+    config: Config
+    store: ChatStore
+    upstream: Upstream
+    streams: Any = field(default=None)  # relay.StreamRegistry
+
+
+class BaseHandler(RequestHandler):
+    def initialize(self, services: Services) -> None:
+        self.services = services
+        self.config = services.config
+        self.store = services.store
+
+    # -- CORS ------------------------------------------------------------------------------
+
+    def set_default_headers(self) -> None:
+        origins = self.settings["cors_origins"]
+        origin = self.request.headers.get("Origin")
+        if "*" in origins:
+            self.set_header("Access-Control-Allow-Origin", "*")
+        elif origin in origins:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.add_header("Vary", "Origin")
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization")
+        self.set_header("Access-Control-Max-Age", "600")
+
+    def options(self, *args: str) -> None:
+        self.set_status(204)
+        self.finish()
+
+    # -- JSON in and out -------------------------------------------------------------------
+
+    def json_body(self) -> dict[str, Any]:
+        if not self.request.body:
+            raise ApiError(400, "Request body is empty: expected a JSON object")
+        try:
+            body = json.loads(self.request.body)
+        except (UnicodeDecodeError, ValueError) as error:
+            raise ApiError(400, f"Request body is not valid JSON: {error}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "Request body must be a JSON object")
+        return body
+
+    def send_json(self, payload: dict[str, Any], status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(payload, ensure_ascii=False).encode())
+
+    def success(self, **fields: Any) -> None:
+        self.send_json({"status": "success", **fields})
+
+    # -- the error funnel ------------------------------------------------------------------
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        for error_type, status in STORE_ERROR_STATUS.items():
+            if isinstance(error, error_type):
+                status_code = status
+                break
+        super().send_error(status_code, **kwargs)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, ApiError):
+            message = error.message
+            for name, value in error.headers.items():
+                self.set_header(name, value)
+        elif isinstance(error, tuple(STORE_ERROR_STATUS)):
+            message = str(error)
+        elif status_code == 405:
+            message = f"Method {self.request.method} is not allowed on {self.request.path}"
+        elif isinstance(error, HTTPError) and status_code < 500:
+            message = error.log_message or self._reason
+        elif status_code >= 500:
+            message = "Internal server error; the details are in the server log"
+        else:
+            message = self._reason
+        self.clear_header("Content-Type")
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps({"status": "error", "message": message}, ensure_ascii=False).encode())
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, ChatCorrupt):
+            log.warning("%s %s: %s", self.request.method, self.request.path, value)
+        elif isinstance(value, (ApiError, StoreError)):
+            log.info("%s %s: %s", self.request.method, self.request.path, value)
+        else:
+            super().log_exception(typ, value, tb)
+
+
+class NotFoundHandler(BaseHandler):
+    """Every unknown URL, whatever the method, gets the JSON 404."""
+
+    def prepare(self) -> None:
+        if self.request.method != "OPTIONS":
+            raise ApiError(404, f"No route for {self.request.method} {self.request.path}")

@@ -1,0 +1,57 @@
+"""Request parameter checks: each returns the typed value or raises a 400 ApiError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import ApiError
+
+MESSAGE_ROLES = ("user", "system", "assistant", "tool")
+
+
+def text(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if value is None:
+        raise ApiError(400, f"'{key}' is required")
+    if not isinstance(value, str):
+        raise ApiError(400, f"'{key}' must be a string")
+    if not value.strip():
+        raise ApiError(400, f"'{key}' must not be empty")
+    return value
+
+
+def number(body: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ApiError(400, f"'{key}' must be a number from {low:g} to {high:g}")
+    return value
+
+
+def integer(body: dict[str, Any], key: str, default: int | None = None) -> int:
+    value = body.get(key, default)
+    if value is None:
+        raise ApiError(400, f"'{key}' is required")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, f"'{key}' must be an integer")
+    return value
+
+
+def max_tokens(body: dict[str, Any]) -> int:
+    value = integer(body, "max_tokens", -1)
+    if value < -1 or value == 0:
+        raise ApiError(400, "'max_tokens' must be -1 (no limit) or a positive integer")
+    return value
+
+
+def message(body: dict[str, Any]) -> dict[str, Any]:
+    value = body.get("message")
+    if value is None:
+        raise ApiError(400, "'message' is required")
+    if not isinstance(value, dict):
+        raise ApiError(400, "'message' must be an object with 'role' and 'content'")
+    if not isinstance(value.get("content"), str):
+        raise ApiError(400, "'message.content' must be a string")
+    role = value.setdefault("role", "user")
+    if role not in MESSAGE_ROLES:
+        raise ApiError(400, f"'message.role' must be one of {', '.join(MESSAGE_ROLES)}")
+    return value

@@ -1,0 +1,275 @@
+"""The LM Studio client: the only module that knows AsyncHTTPClient.
+
+It owns what a request to LM Studio can do: the status gate (headers are parsed as they
+arrive, so a caller learns 200 or error before any body byte), the timeouts (connect, and
+idle: no byte for ``idle_timeout`` seconds; never a total one, since a reply may be long),
+abort, and turning every failure into an UpstreamError with a sentence fit for the user.
+
+Abort: Tornado's AsyncHTTPClient has no public cancel, and cancelling the future of
+``fetch()`` leaves the socket open, so LM Studio keeps generating. AbortableHTTPClient keeps
+hold of each request's connection and ends it through the connection's own error path,
+which closes the socket (or, while still connecting, closes it as soon as it connects).
+This leans on SimpleAsyncHTTPClient internals that are stable across Tornado 6.x; the
+tests "abort closes the upstream" catch a change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+from typing import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
+from tornado.httputil import HTTPHeaders
+from tornado.simple_httpclient import (
+    HTTPStreamClosedError,
+    HTTPTimeoutError,
+    SimpleAsyncHTTPClient,
+    _HTTPConnection,
+)
+
+NO_LIMIT = 2**62
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+class UpstreamError(Exception):
+    """A failed call to LM Studio: ``status`` to answer with, ``kind`` for logs and metrics."""
+
+    def __init__(self, status: int, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+
+
+class ClientGone(Exception):
+    """The client hung up; the upstream request was ended so LM Studio stops generating."""
+
+
+class _AbortableConnection(_HTTPConnection):
+    def abort(self, error: BaseException) -> None:
+        if self.final_callback is None:
+            return  # already finished
+        try:
+            raise error
+        except BaseException:
+            # Runs the final callback with this error and closes the socket if it is open;
+            # while connecting, run() sees final_callback cleared and closes on connect.
+            self._handle_exception(*sys.exc_info())
+
+
+class AbortableHTTPClient(SimpleAsyncHTTPClient):
+    def initialize(self, **kwargs) -> None:  # type: ignore[override]
+        super().initialize(**kwargs)
+        self._connections: dict[HTTPRequest, _AbortableConnection] = {}
+
+    def _handle_request(self, request, release_callback, final_callback) -> None:
+        original = request.request  # fetch() wraps each request in a _RequestProxy
+
+        def release() -> None:
+            self._connections.pop(original, None)
+            release_callback()
+
+        self._connections[original] = _AbortableConnection(
+            self,
+            request,
+            release,
+            final_callback,
+            self.max_buffer_size,
+            self.tcp_client,
+            self.max_header_size,
+            self.max_body_size,
+        )
+
+    def abort(self, request: HTTPRequest, error: BaseException) -> None:
+        connection = self._connections.get(request)
+        if connection is not None:
+            connection.abort(error)
+            return
+        for key, (queued, callback, _) in list(self.waiting.items()):
+            if queued.request is request:
+                self._remove_timeout(key)
+                self.queue = type(self.queue)(item for item in self.queue if item[0] is not key)
+                self.io_loop.add_callback(callback, HTTPResponse(queued, 599, error=error))
+
+
+class Upstream:
+    """LM Studio at ``base_url``; one shared HTTP client for every request."""
+
+    def __init__(self, base_url: str, connect_timeout: float, idle_timeout: float, max_requests: int) -> None:
+        self.base_url = base_url
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        # Tornado's default max_clients=10 would queue the eleventh concurrent stream.
+        self._client = AbortableHTTPClient(
+            force_instance=True,
+            max_clients=max_requests,
+            max_body_size=NO_LIMIT,
+        )
+
+    def open(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> "UpstreamCall":
+        return UpstreamCall(self, method, self.base_url + path, body, headers or {})
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class UpstreamCall:
+    """One request to LM Studio, started at construction.
+
+    Use: ``await head()`` for (status, headers); then either ``attach(consumer)`` and
+    ``await finished()`` to receive the body piece by piece, or ``await read_body()``.
+    ``abort(reason)`` ends it at any moment; ``finished()`` then raises ``reason``.
+    """
+
+    def __init__(self, upstream: Upstream, method: str, url: str, body: bytes | None, headers: dict) -> None:
+        self._upstream = upstream
+        self._loop = asyncio.get_running_loop()
+        self._head: asyncio.Future[tuple[int, HTTPHeaders]] = self._loop.create_future()
+        self._consumer: Callable[[bytes], Awaitable[None]] | None = None
+        self._attached = asyncio.Event()
+        self._abort_reason: BaseException | None = None
+        self._status = 0
+        self._headers = HTTPHeaders()
+        self.last_byte_at = self._loop.time()
+        self.started_at = self.last_byte_at
+        self._request = HTTPRequest(
+            url,
+            method=method,
+            headers=headers,
+            body=body,
+            allow_nonstandard_methods=True,
+            connect_timeout=upstream.connect_timeout,
+            request_timeout=0,  # no limit on the whole reply; the idle timer guards silence
+            follow_redirects=False,
+            header_callback=self._on_header_line,
+            streaming_callback=self._on_body_piece,
+        )
+        self._response = upstream._client.fetch(self._request, raise_error=False)
+        self._response.add_done_callback(self._on_done)
+        self._idle_timer = self._loop.call_later(upstream.idle_timeout, self._check_idle)
+
+    # -- the caller's side -----------------------------------------------------------------
+
+    async def head(self) -> tuple[int, HTTPHeaders]:
+        return await self._head
+
+    def attach(self, consumer: Callable[[bytes], Awaitable[None]]) -> None:
+        self._consumer = consumer
+        self._attached.set()
+
+    async def finished(self) -> None:
+        response = await self._response
+        if self._abort_reason is not None:
+            raise self._abort_reason
+        if response.error is not None and not isinstance(response.error, HTTPClientError):
+            raise self._failure(response.error)
+
+    async def read_body(self, limit: int = ERROR_BODY_LIMIT) -> bytes:
+        body = bytearray()
+
+        async def collect(piece: bytes) -> None:
+            if len(body) < limit:
+                body.extend(piece[: limit - len(body)])
+
+        self.attach(collect)
+        try:
+            await self.finished()
+        except UpstreamError:
+            pass  # a cut body is still worth showing
+        return bytes(body)
+
+    def abort(self, reason: BaseException) -> None:
+        if self._response.done():
+            return
+        self._abort_reason = reason
+        self._attached.set()
+        self._upstream._client.abort(self._request, reason)
+
+    @property
+    def aborted(self) -> bool:
+        return self._abort_reason is not None
+
+    # -- Tornado's side --------------------------------------------------------------------
+
+    def _on_header_line(self, line: str) -> None:
+        self.last_byte_at = self._loop.time()
+        if line.startswith("HTTP/"):
+            self._status = int(line.split(" ", 2)[1])
+            self._headers = HTTPHeaders()
+        elif line == "\r\n":
+            if not self._head.done():
+                self._head.set_result((self._status, self._headers))
+        else:
+            self._headers.parse_line(line)
+
+    async def _on_body_piece(self, piece: bytes) -> None:
+        self.last_byte_at = self._loop.time()
+        if self._consumer is None:
+            await self._attached.wait()
+        if self._consumer is not None and self._abort_reason is None:
+            await self._consumer(piece)
+        # Time spent waiting on a slow client is not upstream silence.
+        self.last_byte_at = self._loop.time()
+
+    def _on_done(self, future: asyncio.Future) -> None:
+        self._idle_timer.cancel()
+        if self._head.done():
+            return
+        response: HTTPResponse = future.result()
+        error = self._abort_reason or self._failure(response.error)
+        self._head.set_exception(error)
+        self._head.exception()  # retrieved here: a caller that never asks is no bug
+
+    def _check_idle(self) -> None:
+        timeout = self._upstream.idle_timeout
+        silent_for = self._loop.time() - self.last_byte_at
+        if silent_for >= timeout:
+            self.abort(UpstreamError(504, f"LM Studio sent nothing for {timeout:g} s (idle timeout)", "idle_timeout"))
+        else:
+            self._idle_timer = self._loop.call_later(timeout - silent_for, self._check_idle)
+
+    def _failure(self, error: BaseException | None) -> UpstreamError:
+        base = self._upstream.base_url
+        where = f"LM Studio is not reachable at {base}"
+        if isinstance(error, UpstreamError):
+            return error
+        if isinstance(error, (HTTPTimeoutError, TimeoutError)):
+            return UpstreamError(
+                504,
+                f"LM Studio at {base} did not accept the connection within "
+                f"{self._upstream.connect_timeout:g} s (connect timeout)",
+                "connect_timeout",
+            )
+        if isinstance(error, ConnectionRefusedError):
+            return UpstreamError(502, f"{where}: connection refused", "unreachable")
+        if isinstance(error, socket.gaierror):
+            host = urlsplit(base).hostname
+            return UpstreamError(502, f"{where}: cannot resolve host '{host}'", "unreachable")
+        if isinstance(error, HTTPStreamClosedError):
+            if self._head.done():
+                return UpstreamError(502, "LM Studio closed the connection in the middle of the reply", "dropped")
+            return UpstreamError(502, f"LM Studio at {base} closed the connection before answering", "dropped")
+        if isinstance(error, OSError):
+            return UpstreamError(502, f"{where}: {error.strerror or error}", "unreachable")
+        return UpstreamError(502, f"LM Studio request failed: {error}", "upstream")
+
+
+def error_message_from_body(body: bytes) -> str:
+    """The sentence inside an upstream error body (OpenAI style, LM Studio's plain string, or text)."""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text[:500] or "(empty body)"
+    if isinstance(parsed, dict):
+        error = parsed.get("error", parsed)
+        if isinstance(error, dict):
+            error = error.get("message", error)
+        if isinstance(error, str):
+            return error
+        return json.dumps(error)[:500]
+    return text[:500]

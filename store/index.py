@@ -1,0 +1,120 @@
+"""The listing index: one summary per chat file, so ``GET /chats`` need not parse every file.
+
+Each summary is keyed by file name and remembered with the file's (mtime, size). A listing
+stats the folder; a file whose (mtime, size) has not changed is not read again. When the
+folder's own mtime has not moved since the last full scan (nothing added, removed or
+renamed, and every store write is a rename), the cached listing is returned without a
+single stat. Files edited in place by hand are seen at the next full scan, which happens
+whenever the folder changes or ``RESCAN_AFTER_S`` has passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import chatfile, names
+from .errors import ChatCorrupt
+
+log = logging.getLogger("chatproxy.store")
+
+# A folder mtime this close to now may still change within the same clock tick, so the
+# fast path does not trust it ("racy git" problem).
+RACY_WINDOW_NS = 2_000_000_000
+RESCAN_AFTER_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    mtime_ns: int
+    size: int
+    summary: dict | None  # None: the file is damaged and left out of the listing
+
+
+class ChatIndex:
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        self._scanned_dir_mtime_ns: int | None = None
+        self._scanned_at = 0.0
+        self._listing: list[dict] | None = None
+
+    def listing(self) -> list[dict]:
+        """Every good chat's summary, sorted by id. Blocking: run it off the event loop."""
+        dir_mtime_ns = os.stat(self._dir).st_mtime_ns
+        with self._lock:
+            if (
+                self._listing is not None
+                and dir_mtime_ns == self._scanned_dir_mtime_ns
+                and time.time_ns() - dir_mtime_ns > RACY_WINDOW_NS
+                and time.monotonic() - self._scanned_at < RESCAN_AFTER_S
+            ):
+                return self._listing
+        return self._rescan(dir_mtime_ns)
+
+    def record(self, file_name: str, chat: dict) -> None:
+        """Our own write: remember its summary, so the next scan need not read it back."""
+        try:
+            stat = os.stat(self._dir / file_name)
+        except FileNotFoundError:
+            return
+        with self._lock:
+            self._entries[file_name] = _Entry(stat.st_mtime_ns, stat.st_size, _summary(file_name, chat))
+            self._listing = None
+
+    def forget(self, file_name: str) -> None:
+        with self._lock:
+            self._entries.pop(file_name, None)
+            self._listing = None
+
+    def _rescan(self, dir_mtime_ns: int) -> list[dict]:
+        scanned_at = time.monotonic()
+        with self._lock:
+            known = dict(self._entries)
+        fresh: dict[str, _Entry] = {}
+        for entry in os.scandir(self._dir):
+            if names.name_for(entry.name) is None:
+                continue
+            try:
+                stat = entry.stat()
+            except FileNotFoundError:
+                continue
+            old = known.get(entry.name)
+            if old is not None and (old.mtime_ns, old.size) == (stat.st_mtime_ns, stat.st_size):
+                fresh[entry.name] = old
+            else:
+                fresh[entry.name] = _Entry(stat.st_mtime_ns, stat.st_size, _read_summary(entry.path, entry.name))
+        listing = sorted(
+            (entry.summary for entry in fresh.values() if entry.summary is not None),
+            key=lambda summary: summary["id"],
+        )
+        with self._lock:
+            self._entries = fresh
+            self._listing = listing
+            self._scanned_dir_mtime_ns = dir_mtime_ns
+            self._scanned_at = scanned_at
+        return listing
+
+
+def _summary(file_name: str, chat: dict) -> dict:
+    name = names.name_for(file_name)
+    model = chat.get("model")
+    return {"id": name, "name": name, "model": model if isinstance(model, str) else None}
+
+
+def _read_summary(path: str, file_name: str) -> dict | None:
+    name = names.name_for(file_name)
+    try:
+        with open(path, "rb") as file:
+            chat = chatfile.decode(name, file_name, file.read())
+    except FileNotFoundError:
+        return None
+    except ChatCorrupt as error:
+        log.warning("Skipping %s in the listing: %s", file_name, error)
+        return None
+    return _summary(file_name, chat)

@@ -1,0 +1,212 @@
+"""A fake LM Studio: a real Tornado HTTP server that speaks LM Studio's wire format.
+
+Tests script each reply (``Reply``): status and error body, the tokens, how the event
+stream is cut into network writes (whole events, one byte at a time, everything at once,
+odd-sized pieces), CRLF line ends, ``: ping`` comments, pauses, a dropped connection. The
+fake records every request body and every connection the client closed before the end.
+
+Run alone (for benchmarks): ``python -m tests.fake_lmstudio --port 1234``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from tornado.iostream import StreamClosedError
+from tornado.web import Application, RequestHandler
+
+MODEL = "test-model"
+NO_MODELS = (
+    "No models loaded. Please load a model in the developer page or use the `lms load` command."
+)
+
+
+@dataclass
+class Reply:
+    """One scripted answer to POST /v1/chat/completions."""
+
+    tokens: list[str] = field(default_factory=lambda: ["Hello", ", ", "world", "!"])
+    status: int = 200
+    error: str | None = None  # with status >= 400: LM Studio's error body
+    cut: str = "events"  # events | bytes | all | odd
+    crlf: bool = False
+    comments: bool = False  # a ": ping" comment before every event
+    interval: float = 0.0  # seconds between events
+    hold: asyncio.Event | None = None  # wait for this before the first token
+    drop_after: int | None = None  # close the connection after this many tokens
+    garbage: bytes | None = None  # sent after the first token instead of the rest
+    reasoning: list[str] = field(default_factory=list)  # reasoning_content deltas first
+    usage: bool = False  # a final choices-less usage chunk
+    content_type: str = "text/event-stream"
+    stamp: bool = False  # each token is the monotonic send time (benchmarks)
+
+
+def chunk(delta: dict, finish_reason: str | None = None, created: int = 0) -> dict:
+    return {
+        "id": "chatcmpl-fake123",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": MODEL,
+        "system_fingerprint": MODEL,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
+
+
+def event_bytes(payload: dict | str, crlf: bool = False) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    end = "\r\n" if crlf else "\n"
+    return f"data: {data}{end}{end}".encode()
+
+
+def cut_pieces(stream: bytes, how: str) -> list[bytes]:
+    if how == "bytes":
+        return [stream[i : i + 1] for i in range(len(stream))]
+    if how == "all":
+        return [stream]
+    if how == "odd":
+        return [stream[i : i + 7] for i in range(0, len(stream), 7)]
+    raise ValueError(how)
+
+
+class FakeLMStudio:
+    def __init__(self) -> None:
+        self.script: deque[Reply] = deque()
+        self.default = Reply()
+        self.requests: list[dict] = []
+        self.closed_early = 0  # connections the client closed before the reply ended
+        self.closed_event = asyncio.Event()
+        self.request_event = asyncio.Event()
+        self.models = [MODEL]
+
+    def next_reply(self) -> Reply:
+        return self.script.popleft() if self.script else self.default
+
+    def app(self) -> Application:
+        return Application(
+            [
+                (r"/v1/models", ModelsHandler, {"fake": self}),
+                (r"/v1/chat/completions", CompletionsHandler, {"fake": self}),
+                (r"/.*", UnknownRouteHandler),
+            ]
+        )
+
+
+class ModelsHandler(RequestHandler):
+    def initialize(self, fake: FakeLMStudio) -> None:
+        self.fake = fake
+
+    def get(self) -> None:
+        self.write({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "organization_owner"} for m in self.fake.models]})
+
+
+class UnknownRouteHandler(RequestHandler):
+    """LM Studio answers unknown routes with 200 and a plain-string error."""
+
+    def prepare(self) -> None:
+        self.finish({"error": f"Unexpected endpoint or method. ({self.request.method} {self.request.path})"})
+
+
+class CompletionsHandler(RequestHandler):
+    def initialize(self, fake: FakeLMStudio) -> None:
+        self.fake = fake
+        self.done = False
+
+    def on_connection_close(self) -> None:
+        if not self.done:
+            self.fake.closed_early += 1
+            self.fake.closed_event.set()
+
+    async def post(self) -> None:
+        body = json.loads(self.request.body)
+        self.fake.requests.append(body)
+        self.fake.request_event.set()
+        reply = self.fake.next_reply()
+        try:
+            if reply.status >= 400:
+                self.set_status(reply.status)
+                self.finish({"error": {"message": reply.error or NO_MODELS, "type": "invalid_request_error", "param": "model", "code": "model_not_found"}})
+            elif not body.get("stream"):
+                self.finish(self._completion(reply))
+            else:
+                await self._stream(reply)
+        except StreamClosedError:
+            pass
+        finally:
+            self.done = True
+
+    def _completion(self, reply: Reply) -> dict:
+        return {
+            "id": "chatcmpl-fake123",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": MODEL,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(reply.tokens)}, "logprobs": None, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": len(reply.tokens), "total_tokens": 5 + len(reply.tokens)},
+        }
+
+    async def _send(self, reply: Reply, data: bytes) -> None:
+        if reply.cut == "events":
+            self.write(data)
+            await self.flush()
+            return
+        for piece in cut_pieces(data, reply.cut):
+            self.write(piece)
+            await self.flush()
+
+    async def _stream(self, reply: Reply) -> None:
+        self.set_header("Content-Type", reply.content_type)
+        self.set_header("Cache-Control", "no-cache")
+        await self.flush()
+        if reply.hold is not None:
+            await reply.hold.wait()
+        created = int(time.time())
+        first = True
+        deltas = [{"reasoning_content": text} for text in reply.reasoning]
+        deltas += [{"content": text} for text in reply.tokens]
+        pending = bytearray()
+        for number, delta in enumerate(deltas):
+            if reply.drop_after is not None and number == reply.drop_after:
+                self.request.connection.stream.close()
+                return
+            if first:
+                delta = {"role": "assistant", **delta}
+                first = False
+            if reply.stamp:
+                delta["content"] = repr(time.monotonic())
+            data = (b": ping\n\n" if reply.comments else b"") + event_bytes(chunk(delta, created=created), reply.crlf)
+            if reply.cut == "all":
+                pending += data
+                continue
+            await self._send(reply, data)
+            if reply.garbage is not None:
+                await self._send(reply, reply.garbage)
+                return
+            if reply.interval:
+                await asyncio.sleep(reply.interval)
+        tail = event_bytes(chunk({}, "stop", created), reply.crlf)
+        if reply.usage:
+            usage = {"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": created, "model": MODEL, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": len(deltas), "total_tokens": 5 + len(deltas)}}
+            tail += event_bytes(usage, reply.crlf)
+        tail += event_bytes("[DONE]", reply.crlf)
+        await self._send(reply, bytes(pending) + tail)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A fake LM Studio for benchmarks.")
+    parser.add_argument("--port", type=int, default=1234)
+    args = parser.parse_args()
+
+    async def run() -> None:
+        FakeLMStudio().app().listen(args.port, "127.0.0.1")
+        await asyncio.Event().wait()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
