@@ -122,8 +122,8 @@ class RelayHandler(BaseHandler):
             self._start_event_stream()
             heartbeat = _Heartbeat(self, self.config.heartbeat)
             state = _RelayState()
-            call.attach(lambda piece: self._relay_piece(call, state, piece, on_event, heartbeat))
             try:
+                await call.attach(lambda piece: self._relay_piece(call, state, piece, on_event, heartbeat))
                 await call.finished()
                 if not state.done:
                     raise UpstreamError(502, "LM Studio ended the stream before it finished ([DONE] never came)", "dropped")

@@ -19,10 +19,11 @@ import asyncio
 import json
 import socket
 import sys
+from collections import deque
 from typing import Awaitable, Callable
 from urllib.parse import urlsplit
 
-from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
+from tornado.httpclient import HTTPRequest, HTTPResponse
 from tornado.httputil import HTTPHeaders
 from tornado.simple_httpclient import (
     HTTPStreamClosedError,
@@ -120,7 +121,7 @@ class Upstream:
 class UpstreamCall:
     """One request to LM Studio, started at construction.
 
-    Use: ``await head()`` for (status, headers); then either ``attach(consumer)`` and
+    Use: ``await head()`` for (status, headers); then either ``await attach(consumer)`` and
     ``await finished()`` to receive the body piece by piece, or ``await read_body()``.
     ``abort(reason)`` ends it at any moment; ``finished()`` then raises ``reason``.
     """
@@ -130,7 +131,9 @@ class UpstreamCall:
         self._loop = asyncio.get_running_loop()
         self._head: asyncio.Future[tuple[int, HTTPHeaders]] = self._loop.create_future()
         self._consumer: Callable[[bytes], Awaitable[None]] | None = None
-        self._attached = asyncio.Event()
+        # Pieces that arrive before the caller has looked at the head (the first piece often
+        # comes with the headers, and a dropped connection ends the fetch before attach).
+        self._early: deque[bytes] = deque()
         self._abort_reason: BaseException | None = None
         self._status = 0
         self._headers = HTTPHeaders()
@@ -157,16 +160,20 @@ class UpstreamCall:
     async def head(self) -> tuple[int, HTTPHeaders]:
         return await self._head
 
-    def attach(self, consumer: Callable[[bytes], Awaitable[None]]) -> None:
+    async def attach(self, consumer: Callable[[bytes], Awaitable[None]]) -> None:
+        """Send the body to ``consumer``, starting with the pieces that came before this call."""
+        while self._early and self._abort_reason is None:
+            await consumer(self._early.popleft())
+        self._early.clear()
         self._consumer = consumer
-        self._attached.set()
 
     async def finished(self) -> None:
-        response = await self._response
+        try:
+            await self._response  # an HTTP error status is a response; other failures raise
+        except Exception as error:
+            raise self._abort_reason or self._failure(error) from None
         if self._abort_reason is not None:
             raise self._abort_reason
-        if response.error is not None and not isinstance(response.error, HTTPClientError):
-            raise self._failure(response.error)
 
     async def read_body(self, limit: int = ERROR_BODY_LIMIT) -> bytes:
         body = bytearray()
@@ -175,7 +182,7 @@ class UpstreamCall:
             if len(body) < limit:
                 body.extend(piece[: limit - len(body)])
 
-        self.attach(collect)
+        await self.attach(collect)
         try:
             await self.finished()
         except UpstreamError:
@@ -186,7 +193,6 @@ class UpstreamCall:
         if self._response.done():
             return
         self._abort_reason = reason
-        self._attached.set()
         self._upstream._client.abort(self._request, reason)
 
     @property
@@ -209,8 +215,9 @@ class UpstreamCall:
     async def _on_body_piece(self, piece: bytes) -> None:
         self.last_byte_at = self._loop.time()
         if self._consumer is None:
-            await self._attached.wait()
-        if self._consumer is not None and self._abort_reason is None:
+            self._early.append(piece)
+            return
+        if self._abort_reason is None:
             await self._consumer(piece)
         # Time spent waiting on a slow client is not upstream silence.
         self.last_byte_at = self._loop.time()
@@ -219,8 +226,7 @@ class UpstreamCall:
         self._idle_timer.cancel()
         if self._head.done():
             return
-        response: HTTPResponse = future.result()
-        error = self._abort_reason or self._failure(response.error)
+        error = self._abort_reason or self._failure(future.exception())
         self._head.set_exception(error)
         self._head.exception()  # retrieved here: a caller that never asks is no bug
 

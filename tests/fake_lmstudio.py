@@ -37,7 +37,8 @@ class Reply:
     crlf: bool = False
     comments: bool = False  # a ": ping" comment before every event
     interval: float = 0.0  # seconds between events
-    hold: asyncio.Event | None = None  # wait for this before the first token
+    hold: asyncio.Event | None = None  # wait for this before token number ``hold_at``
+    hold_at: int = 0
     drop_after: int | None = None  # close the connection after this many tokens
     garbage: bytes | None = None  # sent after the first token instead of the rest
     reasoning: list[str] = field(default_factory=list)  # reasoning_content deltas first
@@ -81,6 +82,7 @@ class FakeLMStudio:
         self.closed_early = 0  # connections the client closed before the reply ended
         self.closed_event = asyncio.Event()
         self.request_event = asyncio.Event()
+        self.holding = asyncio.Event()  # a reply reached its hold point
         self.models = [MODEL]
 
     def next_reply(self) -> Reply:
@@ -162,14 +164,15 @@ class CompletionsHandler(RequestHandler):
         self.set_header("Content-Type", reply.content_type)
         self.set_header("Cache-Control", "no-cache")
         await self.flush()
-        if reply.hold is not None:
-            await reply.hold.wait()
         created = int(time.time())
         first = True
         deltas = [{"reasoning_content": text} for text in reply.reasoning]
         deltas += [{"content": text} for text in reply.tokens]
         pending = bytearray()
         for number, delta in enumerate(deltas):
+            if reply.hold is not None and number == reply.hold_at:
+                self.fake.holding.set()
+                await reply.hold.wait()
             if reply.drop_after is not None and number == reply.drop_after:
                 self.request.connection.stream.close()
                 return

@@ -1,0 +1,79 @@
+"""Fixtures: a fake LM Studio and the real chatproxy app, each on its own 127.0.0.1 socket."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from chatproxy import make_app, make_services  # noqa: E402
+from config import Config  # noqa: E402
+from tests.fake_lmstudio import FakeLMStudio  # noqa: E402
+
+
+def _serve(io_loop, request, app) -> str:
+    socket, port = bind_unused_port()
+    server = HTTPServer(app)
+    server.add_socket(socket)
+
+    def stop() -> None:
+        server.stop()
+        io_loop.run_sync(server.close_all_connections, timeout=5)
+
+    request.addfinalizer(stop)
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def fake(io_loop, request) -> FakeLMStudio:
+    lmstudio = FakeLMStudio()
+    lmstudio.url = _serve(io_loop, request, lmstudio.app())
+    return lmstudio
+
+
+@pytest.fixture
+def chats_dir(tmp_path) -> Path:
+    return tmp_path / "chats"
+
+
+@pytest.fixture
+def config(fake, chats_dir, request) -> Config:
+    marker = request.node.get_closest_marker("config")
+    overrides = marker.kwargs if marker else {}
+    return dataclasses.replace(
+        Config(lm_studio_url=fake.url, chats_dir=str(chats_dir)), **overrides
+    )
+
+
+@pytest.fixture
+def services(config, io_loop):
+    services = make_services(config)
+    yield services
+    services.upstream.close()
+    services.store.close()
+
+
+@pytest.fixture
+def proxy(io_loop, request, services) -> str:
+    """The base URL of a running chatproxy app."""
+    return _serve(io_loop, request, make_app(services))
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture
+def clean_env() -> dict[str, str]:
+    """The environment for a chatproxy subprocess, free of this machine's chatproxy settings."""
+    names = ("LM_STUDIO_URL", "CHATS_DIR", "CHATPROXY_")
+    return {key: value for key, value in os.environ.items() if not key.startswith(names)}
