@@ -36,7 +36,13 @@ class ChatHandler(ChatTurnHandler):
 
     def _name_argument(self) -> str:
         """``?name=`` as in the original server; a JSON body's ``name`` also works for DELETE."""
-        name = self.get_query_argument("name", None)
+        # Not get_query_argument: it turns control characters into spaces, and a name must
+        # reach the store exactly as it was created.
+        values = self.request.query_arguments.get("name")
+        try:
+            name = values[-1].decode("utf-8") if values else None
+        except UnicodeDecodeError:
+            raise ApiError(400, "'name' is not valid UTF-8") from None
         if name is None and self.request.body:
             return params.text(self.json_body(), "name")
         if not name:

@@ -1,0 +1,205 @@
+"""The store: safe names, atomic writes, damaged files, the listing index, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from urllib.parse import quote
+
+import pytest
+
+from store import ChatCorrupt, ChatStore, InvalidChatName
+from store import files, index as index_module
+from store.names import file_name_for, name_for
+from tests.helpers import assert_error, call
+
+ODD_NAMES = [
+    "my chat",
+    "C++/Rust?",
+    "notes: 1/2",
+    ".dotfile",
+    "..",
+    "...",
+    "100%",
+    "%41 is not A",
+    "back\\slash",
+    "tab\there",
+    "日本語のチャット",
+    "emoji 😀🎉",
+    "-dash",
+    "a" * 200,
+]
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_names_map_to_one_safe_file_and_back(name):
+    file_name = file_name_for(name)
+    assert "/" not in file_name and "\\" not in file_name and "\0" not in file_name
+    assert not file_name.startswith(".")
+    assert name_for(file_name) == name
+
+
+def test_ordinary_names_keep_the_seed_file_name():
+    assert file_name_for("conversation-1") == "conversation-1.json"
+    assert file_name_for("my chat") == "my chat.json"
+
+
+@pytest.mark.parametrize("name", ["", "a" * 201, "😀" * 60, "bad\ud800"])
+def test_unstorable_names_are_rejected(name):
+    with pytest.raises(InvalidChatName):
+        file_name_for(name)
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("name", ODD_NAMES)
+async def test_odd_names_round_trip_through_the_api(proxy, chats_dir, name):
+    created = await call(proxy, "POST", "/chat", {"name": name, "model": "m"})
+    assert created.status == 200, created.body
+    listing = (await call(proxy, "GET", "/chats")).json["chats"]
+    assert [chat["name"] for chat in listing] == [name]
+    got = await call(proxy, "GET", "/chat?name=" + quote(name, safe=""))
+    assert got.status == 200 and got.json["chat"]["model"] == "m"
+    assert (await call(proxy, "DELETE", "/chat?name=" + quote(name, safe=""))).status == 200
+    assert (await call(proxy, "GET", "/chats")).json["chats"] == []
+
+
+DANGEROUS = ["..", "../x", "../../sentinel", "/abs", "/tmp/x", "a/b", "a\\b", "a\0b", ".", "./x", "x" * 300, ".locks/x"]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("name", DANGEROUS)
+async def test_dangerous_names_never_touch_anything_outside_the_folder(proxy, chats_dir, name):
+    sentinel = chats_dir.parent / "sentinel.json"
+    sentinel.write_text("keep me")
+    outside_before = sorted(os.listdir(chats_dir.parent))
+    created = await call(proxy, "POST", "/chat", {"name": name, "model": "m"})
+    if len(name) > 200:
+        assert_error(created, 400)
+    else:
+        assert created.status == 200
+        query = "?name=" + quote(name, safe="")
+        assert (await call(proxy, "GET", "/chat" + query)).status == 200
+        assert (await call(proxy, "DELETE", "/chat" + query)).status == 200
+    for method in ("GET", "DELETE"):
+        await call(proxy, method, "/chat?name=" + quote(name, safe=""))
+    assert sentinel.read_text() == "keep me"
+    assert sorted(os.listdir(chats_dir.parent)) == outside_before
+    assert [p for p in chats_dir.iterdir() if p.name != files.LOCK_DIR] == []
+
+
+def test_injected_failure_mid_write_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "chat.json"
+    target.write_bytes(b'{"old": true}')
+
+    def crash(*args):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(files.os, "replace", crash)
+    with pytest.raises(OSError):
+        files.write_atomic(target, b'{"new": true}')
+    assert target.read_bytes() == b'{"old": true}'
+    assert os.listdir(tmp_path) == ["chat.json"]  # no temp file left behind
+
+
+def test_leftover_temp_files_are_ignored_and_cleaned_at_open(tmp_path):
+    folder = tmp_path / "chats"
+    store = ChatStore(folder)
+    store.open()
+    (folder / "good.json").write_text(json.dumps({"model": "m", "messages": []}))
+    leftover = folder / ".good.json.deadbeef.tmp"
+    leftover.write_text('{"model": "half')
+    assert [chat["name"] for chat in store._index.listing()] == ["good"]
+    store.close()
+    ChatStore(folder).open()
+    assert not leftover.exists()
+    assert (folder / "good.json").exists()
+
+
+@pytest.mark.gen_test
+async def test_damaged_file_is_skipped_in_listing_named_on_get_and_never_overwritten(proxy, chats_dir, caplog):
+    assert (await call(proxy, "POST", "/chat", {"name": "good", "model": "m"})).status == 200
+    damaged = {"bad.json": b'{"model": "m", "messages": [', "notachat.json": b'["a list"]', "latin.json": b"\xff\xfe"}
+    for file_name, data in damaged.items():
+        (chats_dir / file_name).write_bytes(data)
+    listing = await call(proxy, "GET", "/chats")
+    assert [chat["name"] for chat in listing.json["chats"]] == ["good"]
+    assert "Skipping bad.json" in caplog.text
+    message = assert_error(await call(proxy, "GET", "/chat?name=bad"), 500)
+    assert "bad.json is not valid JSON" in message
+    assert "does not hold a JSON object" in assert_error(await call(proxy, "GET", "/chat?name=notachat"), 500)
+    assert_error(await call(proxy, "PUT", "/chat", {"name": "bad", "message": {"role": "user", "content": "x"}}), 500)
+    assert_error(await call(proxy, "DELETE", "/chat/message", {"name": "bad", "index": 0}), 500)
+    assert_error(await call(proxy, "POST", "/chat", {"name": "bad", "model": "m"}), 409)
+    for file_name, data in damaged.items():
+        assert (chats_dir / file_name).read_bytes() == data
+
+
+@pytest.mark.gen_test
+async def test_unknown_keys_survive_every_change(proxy, chats_dir):
+    chats_dir.mkdir(exist_ok=True)
+    (chats_dir / "future.json").write_text(json.dumps({
+        "model": "m", "messages": [{"role": "user", "content": "a", "attachments": ["x.png"]}],
+        "system_prompt": "be brief", "pinned": True,
+    }))
+    assert (await call(proxy, "DELETE", "/chat/message", {"name": "future", "index": 0})).status == 200
+    await call(proxy, "PUT", "/chat", {"name": "future", "message": {"role": "user", "content": "b", "lang": "en"}})
+    saved = json.loads((chats_dir / "future.json").read_text())
+    assert saved["system_prompt"] == "be brief" and saved["pinned"] is True
+    assert saved["messages"][0] == {"role": "user", "content": "b", "lang": "en"}
+
+
+@pytest.mark.gen_test
+async def test_index_follows_files_added_removed_and_edited_behind_its_back(proxy, chats_dir):
+    for name in ("a", "b"):
+        assert (await call(proxy, "POST", "/chat", {"name": name, "model": "m1"})).status == 200
+    assert [c["name"] for c in (await call(proxy, "GET", "/chats")).json["chats"]] == ["a", "b"]
+    (chats_dir / "c.json").write_text(json.dumps({"model": "m3", "messages": []}))
+    (chats_dir / "a.json").unlink()
+    b = json.loads((chats_dir / "b.json").read_text())
+    b["model"] = "edited-by-hand"
+    (chats_dir / "b.json").write_text(json.dumps(b))
+    assert (await call(proxy, "GET", "/chats")).json["chats"] == [
+        {"id": "b", "name": "b", "model": "edited-by-hand"},
+        {"id": "c", "name": "c", "model": "m3"},
+    ]
+
+
+def test_warm_listing_reads_no_file_and_a_new_file_is_seen(tmp_path, monkeypatch):
+    folder = tmp_path / "chats"
+    store = ChatStore(folder)
+    store.open()
+    for i in range(50):
+        (folder / f"chat{i:02}.json").write_text(json.dumps({"model": "m", "messages": []}))
+    old = 1_000_000_000
+    os.utime(folder, (old, old))  # out of the racy window
+    reads = []
+    real = index_module._read_summary
+    monkeypatch.setattr(index_module, "_read_summary", lambda *a: reads.append(a) or real(*a))
+    assert len(store._index.listing()) == 50 and len(reads) == 50
+    assert len(store._index.listing()) == 50 and len(reads) == 50  # warm: nothing read
+    (folder / "new.json").write_text(json.dumps({"model": "m", "messages": []}))
+    assert len(store._index.listing()) == 51 and len(reads) == 51  # only the new file read
+    store.close()
+
+
+@pytest.mark.gen_test
+async def test_many_concurrent_changes_lose_nothing(tmp_path):
+    store = ChatStore(tmp_path / "chats")
+    store.open()
+    await store.create("busy", "m", 0.7, -1)
+    await asyncio.gather(*(store.append("busy", [{"role": "user", "content": str(i)}]) for i in range(100)))
+    chat = await store.get("busy")
+    assert sorted(int(m["content"]) for m in chat["messages"]) == list(range(100))
+    store.close()
+
+
+@pytest.mark.gen_test
+async def test_corrupt_chat_is_a_store_error_not_a_crash(tmp_path):
+    store = ChatStore(tmp_path / "chats")
+    store.open()
+    (tmp_path / "chats" / "x.json").write_text("{")
+    with pytest.raises(ChatCorrupt):
+        await store.append("x", [{"role": "user", "content": "y"}])
+    assert (tmp_path / "chats" / "x.json").read_text() == "{"
+    store.close()
