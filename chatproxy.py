@@ -27,6 +27,8 @@ log = logging.getLogger("chatproxy")
 
 # Headroom over stream.max_concurrent for non-streaming upstream calls.
 UPSTREAM_EXTRA_CONNECTIONS = 64
+# Tornado's default of 128 drops SYNs when hundreds of browsers (re)connect at once.
+LISTEN_BACKLOG = 1024
 # How long aborted streams get to store their partial replies before the process exits.
 ABORT_SETTLE_S = 10
 
@@ -74,7 +76,7 @@ def raise_open_file_limit() -> None:
 async def serve(config: Config) -> int:
     services = make_services(config)
     server = HTTPServer(make_app(services), max_body_size=config.max_body_size, xheaders=False)
-    server.listen(config.port, config.host)
+    server.listen(config.port, config.host, backlog=LISTEN_BACKLOG)
     log.info("Starting Chat Proxy Server on %s:%d", config.host, config.port)
     log.info("LM Studio URL: %s", config.lm_studio_url)
     log.info("Chats directory: %s", os.path.abspath(config.chats_dir))

@@ -47,6 +47,18 @@ class Reply:
     stamp: bool = False  # each token is the monotonic send time (benchmarks)
 
 
+def reply_for_model(model: object) -> Reply | None:
+    """Benchmarks script the fake through the model name: ``bench:tokens=50:interval=0.1``."""
+    if not isinstance(model, str) or not model.startswith("bench:"):
+        return None
+    params = dict(part.split("=", 1) for part in model.split(":")[1:])
+    return Reply(
+        tokens=["tok"] * int(params.get("tokens", 1)),
+        interval=float(params.get("interval", 0)),
+        stamp=params.get("stamp") == "1",
+    )
+
+
 def chunk(delta: dict, finish_reason: str | None = None, created: int = 0) -> dict:
     return {
         "id": "chatcmpl-fake123",
@@ -75,7 +87,8 @@ def cut_pieces(stream: bytes, how: str) -> list[bytes]:
 
 
 class FakeLMStudio:
-    def __init__(self) -> None:
+    def __init__(self, record: bool = True) -> None:
+        self.record = record
         self.script: deque[Reply] = deque()
         self.default = Reply()
         self.requests: list[dict] = []
@@ -125,9 +138,10 @@ class CompletionsHandler(RequestHandler):
 
     async def post(self) -> None:
         body = json.loads(self.request.body)
-        self.fake.requests.append(body)
+        if self.fake.record:
+            self.fake.requests.append(body)
         self.fake.request_event.set()
-        reply = self.fake.next_reply()
+        reply = reply_for_model(body.get("model")) or self.fake.next_reply()
         try:
             if reply.status >= 400:
                 self.set_status(reply.status)
@@ -205,7 +219,7 @@ def main() -> None:
     args = parser.parse_args()
 
     async def run() -> None:
-        FakeLMStudio().app().listen(args.port, "127.0.0.1")
+        FakeLMStudio(record=False).app().listen(args.port, "127.0.0.1", backlog=2048)
         await asyncio.Event().wait()
 
     asyncio.run(run())

@@ -1,0 +1,144 @@
+"""Streaming benchmark: chatproxy's PUT /chat against the fake LM Studio reached directly.
+
+    python -m bench.streams            # all three measures
+    python -m bench.streams --quick    # smaller counts, for a smoke run
+
+Prints one table; "direct" is the fake upstream reached without chatproxy: the limit a
+proxy can approach. Everything runs on 127.0.0.1; the processes are started and stopped
+here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+from bench.common import (
+    HOST,
+    chatproxy,
+    completion_body,
+    fake_upstream,
+    http_stream,
+    percentile,
+    process_memory,
+    table,
+)
+
+COMPLETIONS = "/v1/chat/completions"
+
+
+async def http_call(port: int, method: str, path: str, body: dict) -> int:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    payload = json.dumps(body).encode()
+    writer.write(
+        f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {len(payload)}\r\n"
+        f"Connection: close\r\n\r\n".encode() + payload
+    )
+    data = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    return int(data.split(b" ", 2)[1])
+
+
+async def create_chats(port: int, names: list[str], model: str) -> None:
+    for start in range(0, len(names), 50):
+        statuses = await asyncio.gather(*(http_call(port, "POST", "/chat", {"name": n, "model": model}) for n in names[start : start + 50]))
+        assert all(status == 200 for status in statuses), statuses
+
+
+def turn_body(name: str) -> dict:
+    return {"name": name, "message": {"role": "user", "content": "hi"}}
+
+
+async def first_event_times(port: int, requests: list[tuple[str, str, dict]]) -> list[float]:
+    times = []
+    for method, path, body in requests:
+        result = await http_stream(port, method, path, body)
+        assert result.done and result.first_event_at, result
+        times.append(result.first_event_at - result.sent_at)
+    return times
+
+
+async def long_reply_rate(port: int, method: str, path: str, body: dict, tokens: int) -> float:
+    result = await http_stream(port, method, path, body, timeout=300)
+    assert result.done and result.events >= tokens, (result.events, tokens)
+    return result.events / (result.last_event_at - result.sent_at)
+
+
+async def many_streams(port: int, requests: list[tuple[str, str, dict]], pid: int | None) -> dict:
+    threads = []
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        while not done.is_set() and pid:
+            threads.append(process_memory(pid)["Threads"])
+            try:
+                await asyncio.wait_for(done.wait(), 0.2)
+            except asyncio.TimeoutError:
+                pass
+
+    sampler = asyncio.ensure_future(sample())
+    results = await asyncio.gather(
+        *(http_stream(port, m, p, b, stamps=True, timeout=120) for m, p, b in requests), return_exceptions=True
+    )
+    done.set()
+    await sampler
+    good = [r for r in results if not isinstance(r, BaseException) and r.done and r.status == 200]
+    delays = [d for r in good for d in r.delays]
+    figures = {"failed": len(results) - len(good), "p50": percentile(delays, 0.5), "p99": percentile(delays, 0.99), "events": len(delays)}
+    if pid:
+        figures.update(process_memory(pid), max_threads=max(threads or [0]))
+    return figures
+
+
+async def run(args) -> None:
+    one_token, long_model = "bench:tokens=1", f"bench:tokens={args.long_tokens}"
+    many_model = f"bench:tokens={args.stream_tokens}:interval=0.1:stamp=1"
+    rows = []
+    with fake_upstream() as upstream_port, chatproxy(upstream_port) as (proxy_port, proxy):
+        # 1. time to first event
+        direct = await first_event_times(upstream_port, [("POST", COMPLETIONS, completion_body(one_token))] * args.first)
+        names = [f"first-{i}" for i in range(args.first)]
+        await create_chats(proxy_port, names, one_token)
+        proxied = await first_event_times(proxy_port, [("PUT", "/chat", turn_body(n)) for n in names])
+        for label, q in (("p50", 0.5), ("p99", 0.99)):
+            d, p = percentile(direct, q) * 1e3, percentile(proxied, q) * 1e3
+            rows.append((f"time to first event {label} (ms)", f"{d:.2f}", f"{p:.2f}", f"+{p - d:.2f} ms"))
+
+        # 2. one long reply
+        direct_rate = await long_reply_rate(upstream_port, "POST", COMPLETIONS, completion_body(long_model), args.long_tokens)
+        await create_chats(proxy_port, ["long"], long_model)
+        proxy_rate = await long_reply_rate(proxy_port, "PUT", "/chat", turn_body("long"), args.long_tokens)
+        rows.append((f"events/s, one {args.long_tokens}-token reply", f"{direct_rate:,.0f}", f"{proxy_rate:,.0f}", f"{proxy_rate / direct_rate:.2f} x direct"))
+
+        # 3. many concurrent streams
+        n = args.streams
+        direct_many = await many_streams(upstream_port, [("POST", COMPLETIONS, completion_body(many_model))] * n, None)
+        names = [f"many-{i}" for i in range(n)]
+        await create_chats(proxy_port, names, many_model)
+        base_memory = process_memory(proxy.pid)
+        proxy_many = await many_streams(proxy_port, [("PUT", "/chat", turn_body(name)) for name in names], proxy.pid)
+        rows.append((f"{n} streams: failed", str(direct_many["failed"]), str(proxy_many["failed"]), ""))
+        for label in ("p50", "p99"):
+            d, p = direct_many[label] * 1e3, proxy_many[label] * 1e3
+            rows.append((f"{n} streams: delay per event {label} (ms)", f"{d:.2f}", f"{p:.2f}", f"+{p - d:.2f} ms added"))
+        rows.append((f"{n} streams: server peak RSS (MB)", "", f"{proxy_many['VmHWM'] / 1024:.0f}", f"idle before: {base_memory['VmRSS'] / 1024:.0f} MB"))
+        rows.append((f"{n} streams: server threads (max)", "", str(proxy_many["max_threads"]), "constant: no thread per stream"))
+    print(table("chatproxy streaming benchmark (PUT /chat vs. the fake LM Studio direct)", rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts for a smoke run")
+    args = parser.parse_args()
+    args.first, args.long_tokens, args.streams, args.stream_tokens = (
+        (30, 2000, 100, 10) if args.quick else (300, 20000, 1000, 50)
+    )
+    started = time.monotonic()
+    asyncio.run(run(args))
+    print(f"(took {time.monotonic() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
