@@ -46,12 +46,15 @@ def wait_until_listening(port: int, process: subprocess.Popen, timeout: float = 
 
 @contextmanager
 def started(args: list[str], port: int, env: dict | None = None) -> Iterator[subprocess.Popen]:
-    process = subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    # Logs go to a file: an unread pipe fills up and blocks the server on its access log.
+    log = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)
+    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=log)
     try:
         wait_until_listening(port, process)
         yield process
+    except BaseException:
+        print(f"(server log: {log.name})", file=sys.stderr)
+        raise
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -59,6 +62,7 @@ def started(args: list[str], port: int, env: dict | None = None) -> Iterator[sub
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
 
 
 @contextmanager

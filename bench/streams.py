@@ -66,7 +66,7 @@ async def long_reply_rate(port: int, method: str, path: str, body: dict, tokens:
     return result.events / (result.last_event_at - result.sent_at)
 
 
-async def many_streams(port: int, requests: list[tuple[str, str, dict]], pid: int | None) -> dict:
+async def many_streams(port: int, requests: list[tuple[str, str, dict]], pid: int | None, ramp: float) -> dict:
     threads = []
     done = asyncio.Event()
 
@@ -79,9 +79,12 @@ async def many_streams(port: int, requests: list[tuple[str, str, dict]], pid: in
                 pass
 
     sampler = asyncio.ensure_future(sample())
-    results = await asyncio.gather(
-        *(http_stream(port, m, p, b, stamps=True, timeout=120) for m, p, b in requests), return_exceptions=True
-    )
+    async def one(number: int, method: str, path: str, body: dict):
+        # Streams open over ``ramp`` seconds, as browsers do, and then all run at once.
+        await asyncio.sleep(ramp * number / len(requests))
+        return await http_stream(port, method, path, body, stamps=True, timeout=120)
+
+    results = await asyncio.gather(*(one(i, *request) for i, request in enumerate(requests)), return_exceptions=True)
     done.set()
     await sampler
     good = [r for r in results if not isinstance(r, BaseException) and r.done and r.status == 200]
@@ -114,12 +117,12 @@ async def run(args) -> None:
 
         # 3. many concurrent streams
         n = args.streams
-        direct_many = await many_streams(upstream_port, [("POST", COMPLETIONS, completion_body(many_model))] * n, None)
+        direct_many = await many_streams(upstream_port, [("POST", COMPLETIONS, completion_body(many_model))] * n, None, args.ramp)
         names = [f"many-{i}" for i in range(n)]
         await create_chats(proxy_port, names, many_model)
         base_memory = process_memory(proxy.pid)
-        proxy_many = await many_streams(proxy_port, [("PUT", "/chat", turn_body(name)) for name in names], proxy.pid)
-        rows.append((f"{n} streams: failed", str(direct_many["failed"]), str(proxy_many["failed"]), ""))
+        proxy_many = await many_streams(proxy_port, [("PUT", "/chat", turn_body(name)) for name in names], proxy.pid, args.ramp)
+        rows.append((f"{n} streams opened over {args.ramp:g} s: failed", str(direct_many["failed"]), str(proxy_many["failed"]), ""))
         for label in ("p50", "p99"):
             d, p = direct_many[label] * 1e3, proxy_many[label] * 1e3
             rows.append((f"{n} streams: delay per event {label} (ms)", f"{d:.2f}", f"{p:.2f}", f"+{p - d:.2f} ms added"))
@@ -131,6 +134,7 @@ async def run(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts for a smoke run")
+    parser.add_argument("--ramp", type=float, default=1.0, help="seconds over which the concurrent streams open (0: all at once)")
     args = parser.parse_args()
     args.first, args.long_tokens, args.streams, args.stream_tokens = (
         (30, 2000, 100, 10) if args.quick else (300, 20000, 1000, 50)

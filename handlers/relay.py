@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Awaitable, Callable
 
 from tornado.iostream import StreamClosedError
 
@@ -43,8 +42,7 @@ class StreamRegistry:
     def __len__(self) -> int:
         return len(self._handlers)
 
-    @contextmanager
-    def slot(self, handler: "RelayHandler") -> Iterator[None]:
+    def enter(self, handler: "RelayHandler") -> None:
         if self.closing:
             raise ApiError(503, "chatproxy is shutting down", {"Retry-After": "5"})
         if len(self._handlers) >= self.limit:
@@ -53,12 +51,11 @@ class StreamRegistry:
             )
         self._handlers.add(handler)
         self._idle.clear()
-        try:
-            yield
-        finally:
-            self._handlers.discard(handler)
-            if not self._handlers:
-                self._idle.set()
+
+    def leave(self, handler: "RelayHandler") -> None:
+        self._handlers.discard(handler)
+        if not self._handlers:
+            self._idle.set()
 
     async def wait_idle(self, timeout: float) -> bool:
         try:
@@ -90,9 +87,13 @@ class RelayHandler(BaseHandler):
     def client_gone(self) -> bool:
         return isinstance(self._abort_reason, ClientGone)
 
-    def stream_slot(self):
-        """Hold one of the ``stream.max_concurrent`` places for the whole request (503 if none)."""
-        return self.services.streams.slot(self)
+    def take_stream_slot(self) -> None:
+        """Hold one of the ``stream.max_concurrent`` places (503 if none) until the response
+        has been finished, so shutdown waits for its last bytes too."""
+        self.services.streams.enter(self)
+
+    def on_finish(self) -> None:
+        self.services.streams.leave(self)
 
     async def relay_events(self, path: str, payload: dict, on_event: Callable[[Event], None]) -> None:
         """POST ``payload`` to LM Studio at ``path`` and relay its event stream.
@@ -154,9 +155,15 @@ class RelayHandler(BaseHandler):
         self.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer this response
         self._flush_in_background()
 
-    async def _relay_piece(self, call, state, piece: bytes, on_event, heartbeat) -> None:
+    def _relay_piece(self, call, state, piece: bytes, on_event, heartbeat) -> Awaitable[None] | None:
+        """Write the whole events ``piece`` completes; the hot path of every stream.
+
+        The flush is awaited only while the client is not keeping up (its socket still has
+        unsent data); then Tornado stops reading the upstream until it drains. Otherwise
+        awaiting would cost a loop turn per event for nothing.
+        """
         if state.done:
-            return
+            return None
         out = []
         try:
             for event in state.decoder.feed(piece):
@@ -169,13 +176,21 @@ class RelayHandler(BaseHandler):
         except UpstreamError as error:
             call.abort(error)  # the events before it still go out
         if not out:
-            return
+            return None
         self.write(b"".join(out))
         heartbeat.wrote()
+        flushed = self.flush()
+        if self.request.connection.stream.writing():
+            return self._wait_for_client(flushed, call)
+        flushed.add_done_callback(_retrieve)  # a client that left is seen by on_connection_close
+        return None
+
+    async def _wait_for_client(self, flushed, call: UpstreamCall) -> None:
         try:
-            await self.flush()
+            await flushed
         except StreamClosedError:
             call.abort(ClientGone())
+        call.touch()
 
     async def _flush_quietly(self) -> None:
         try:
@@ -184,8 +199,13 @@ class RelayHandler(BaseHandler):
             pass
 
     def _flush_in_background(self) -> None:
-        future = self.flush()
-        future.add_done_callback(lambda done: done.exception())
+        self.flush().add_done_callback(_retrieve)
+
+
+def _retrieve(future) -> None:
+    """Mark a background flush's failure as seen; the client leaving is handled elsewhere."""
+    if not future.cancelled():
+        future.exception()
 
 
 class _RelayState:

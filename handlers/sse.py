@@ -99,6 +99,8 @@ class SSEDecoder:
 
 def encode_event(event: Event) -> bytes:
     """One whole event on the wire, LF line ends, ready to write in a single piece."""
+    if not (event.event or event.id is not None or event.retry is not None or "\n" in event.data):
+        return b"data: " + event.data.encode() + b"\n\n"  # the common case, on the hot path
     lines = []
     if event.event:
         lines.append(f"event: {event.event}")

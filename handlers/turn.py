@@ -63,18 +63,18 @@ class ChatTurnHandler(RelayHandler):
         body = self.json_body()
         name = params.text(body, "name")
         message = params.message(body)
-        with self.stream_slot():
-            async with self.store.turn(name):
-                if self.client_gone:
-                    return  # left while the previous turn ran: nothing to store or send
-                if self._abort_reason is not None:
-                    raise ApiError(503, "chatproxy is shutting down", {"Retry-After": "5"})
-                chat = await self.store.append(name, [message])
-                reply = ReplyCollector()
-                try:
-                    await self.relay_events(COMPLETIONS_PATH, _completion_request(chat), reply)
-                finally:
-                    await self._commit_reply(name, reply.text)
+        self.take_stream_slot()
+        async with self.store.turn(name):
+            if self.client_gone:
+                return  # left while the previous turn ran: nothing to store or send
+            if self._abort_reason is not None:
+                raise ApiError(503, "chatproxy is shutting down", {"Retry-After": "5"})
+            chat = await self.store.append(name, [message])
+            reply = ReplyCollector()
+            try:
+                await self.relay_events(COMPLETIONS_PATH, _completion_request(chat), reply)
+            finally:
+                await self._commit_reply(name, reply.text)
 
     async def _commit_reply(self, name: str, text: str) -> None:
         if not text:

@@ -20,6 +20,7 @@ import json
 import socket
 import sys
 from collections import deque
+from collections import deque
 from typing import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -130,7 +131,7 @@ class UpstreamCall:
         self._upstream = upstream
         self._loop = asyncio.get_running_loop()
         self._head: asyncio.Future[tuple[int, HTTPHeaders]] = self._loop.create_future()
-        self._consumer: Callable[[bytes], Awaitable[None]] | None = None
+        self._consumer: Callable[[bytes], Awaitable[None] | None] | None = None
         # Pieces that arrive before the caller has looked at the head (the first piece often
         # comes with the headers, and a dropped connection ends the fetch before attach).
         self._early: deque[bytes] = deque()
@@ -160,12 +161,22 @@ class UpstreamCall:
     async def head(self) -> tuple[int, HTTPHeaders]:
         return await self._head
 
-    async def attach(self, consumer: Callable[[bytes], Awaitable[None]]) -> None:
-        """Send the body to ``consumer``, starting with the pieces that came before this call."""
+    async def attach(self, consumer: Callable[[bytes], Awaitable[None] | None]) -> None:
+        """Send the body to ``consumer``, starting with the pieces that came before this call.
+
+        ``consumer`` returns None, or an awaitable when it must hold the upstream back (a
+        slow client): Tornado then reads no more until it is done.
+        """
         while self._early and self._abort_reason is None:
-            await consumer(self._early.popleft())
+            pending = consumer(self._early.popleft())
+            if pending is not None:
+                await pending
         self._early.clear()
         self._consumer = consumer
+
+    def touch(self) -> None:
+        """Time spent waiting for a slow client is not upstream silence."""
+        self.last_byte_at = self._loop.time()
 
     async def finished(self) -> None:
         try:
@@ -178,7 +189,7 @@ class UpstreamCall:
     async def read_body(self, limit: int = ERROR_BODY_LIMIT) -> bytes:
         body = bytearray()
 
-        async def collect(piece: bytes) -> None:
+        def collect(piece: bytes) -> None:
             if len(body) < limit:
                 body.extend(piece[: limit - len(body)])
 
@@ -212,15 +223,16 @@ class UpstreamCall:
         else:
             self._headers.parse_line(line)
 
-    async def _on_body_piece(self, piece: bytes) -> None:
+    def _on_body_piece(self, piece: bytes) -> Awaitable[None] | None:
+        # Not a coroutine: on the hot path the consumer finishes at once, and Tornado only
+        # awaits what is returned.
         self.last_byte_at = self._loop.time()
         if self._consumer is None:
             self._early.append(piece)
-            return
-        if self._abort_reason is None:
-            await self._consumer(piece)
-        # Time spent waiting on a slow client is not upstream silence.
-        self.last_byte_at = self._loop.time()
+            return None
+        if self._abort_reason is not None:
+            return None
+        return self._consumer(piece)
 
     def _on_done(self, future: asyncio.Future) -> None:
         self._idle_timer.cancel()
