@@ -9,7 +9,9 @@ from .turn import ChatTurnHandler
 
 class ChatListHandler(BaseHandler):
     async def get(self) -> None:
-        self.success(chats=await self.store.list_chats())
+        chats = await self.store.list_chats_json()
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(b'{"status": "success", "chats": ' + chats + b"}")
 
 
 class ChatHandler(ChatTurnHandler):

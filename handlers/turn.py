@@ -8,7 +8,7 @@ after another in arrival order (ChatStore.turn), so none interleaves or is lost.
 
 from __future__ import annotations
 
-import json
+import orjson
 import logging
 
 from store import ChatNotFound
@@ -36,7 +36,7 @@ class ReplyCollector:
 
     def __call__(self, event: Event) -> None:
         try:
-            chunk = json.loads(event.data)
+            chunk = orjson.loads(event.data)
         except ValueError:
             raise UpstreamError(502, "LM Studio sent an event that is not JSON", "bad_stream") from None
         if not isinstance(chunk, dict):

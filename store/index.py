@@ -17,15 +17,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from . import chatfile, names
 from .errors import ChatCorrupt
 
 log = logging.getLogger("chatproxy.store")
 
-# A folder mtime this close to now may still change within the same clock tick, so the
-# fast path does not trust it ("racy git" problem).
-RACY_WINDOW_NS = 2_000_000_000
-RESCAN_AFTER_S = 2.0
+# File times come from the kernel's coarse clock: a change made while a scan ran may carry
+# a time up to a tick before the scan began. A folder changed this close to the start of
+# the last scan is scanned again ("racy git").
+CLOCK_TICK_NS = 20_000_000
+# Files edited in place (no rename) do not touch the folder's mtime: a full scan at least
+# this often finds them.
+RESCAN_AFTER_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +46,22 @@ class ChatIndex:
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._scanned_dir_mtime_ns: int | None = None
+        self._scan_started_ns = 0
         self._scanned_at = 0.0
         self._listing: list[dict] | None = None
+        self._listing_json: bytes | None = None
+
+    def listing_json(self) -> bytes:
+        """``listing()`` as a JSON array, encoded once per change of the folder."""
+        listing = self.listing()
+        with self._lock:
+            if self._listing is listing and self._listing_json is not None:
+                return self._listing_json
+        encoded = orjson.dumps(listing)
+        with self._lock:
+            if self._listing is listing:
+                self._listing_json = encoded
+        return encoded
 
     def listing(self) -> list[dict]:
         """Every good chat's summary, sorted by id. Blocking: run it off the event loop."""
@@ -51,7 +70,7 @@ class ChatIndex:
             if (
                 self._listing is not None
                 and dir_mtime_ns == self._scanned_dir_mtime_ns
-                and time.time_ns() - dir_mtime_ns > RACY_WINDOW_NS
+                and dir_mtime_ns < self._scan_started_ns - CLOCK_TICK_NS
                 and time.monotonic() - self._scanned_at < RESCAN_AFTER_S
             ):
                 return self._listing
@@ -65,15 +84,16 @@ class ChatIndex:
             return
         with self._lock:
             self._entries[file_name] = _Entry(stat.st_mtime_ns, stat.st_size, _summary(file_name, chat))
-            self._listing = None
+            self._listing = self._listing_json = None
 
     def forget(self, file_name: str) -> None:
         with self._lock:
             self._entries.pop(file_name, None)
-            self._listing = None
+            self._listing = self._listing_json = None
 
     def _rescan(self, dir_mtime_ns: int) -> list[dict]:
         scanned_at = time.monotonic()
+        scan_started_ns = time.time_ns()
         with self._lock:
             known = dict(self._entries)
         fresh: dict[str, _Entry] = {}
@@ -96,7 +116,9 @@ class ChatIndex:
         with self._lock:
             self._entries = fresh
             self._listing = listing
+            self._listing_json = None
             self._scanned_dir_mtime_ns = dir_mtime_ns
+            self._scan_started_ns = scan_started_ns
             self._scanned_at = scanned_at
         return listing
 

@@ -172,7 +172,7 @@ def test_warm_listing_reads_no_file_and_a_new_file_is_seen(tmp_path, monkeypatch
     for i in range(50):
         (folder / f"chat{i:02}.json").write_text(json.dumps({"model": "m", "messages": []}))
     old = 1_000_000_000
-    os.utime(folder, (old, old))  # out of the racy window
+    os.utime(folder, (old, old))  # changed long before the first scan: the fast path applies
     reads = []
     real = index_module._read_summary
     monkeypatch.setattr(index_module, "_read_summary", lambda *a: reads.append(a) or real(*a))
@@ -202,4 +202,15 @@ async def test_corrupt_chat_is_a_store_error_not_a_crash(tmp_path):
     with pytest.raises(ChatCorrupt):
         await store.append("x", [{"role": "user", "content": "y"}])
     assert (tmp_path / "chats" / "x.json").read_text() == "{"
+    store.close()
+
+
+@pytest.mark.gen_test
+async def test_lone_surrogate_in_a_message_is_stored_and_read_back(tmp_path):
+    store = ChatStore(tmp_path / "chats")
+    store.open()
+    await store.create("emoji", "m", 0.7, -1)
+    half = json.loads('"half an emoji: \\ud83d"')
+    await store.append("emoji", [{"role": "assistant", "content": half}])
+    assert (await store.get("emoji"))["messages"][0]["content"] == half
     store.close()

@@ -1,0 +1,142 @@
+"""Storage benchmark: listing, reading and growing chats through a running chatproxy.
+
+    python -m bench.store            # 1,000 and 10,000 chats, a 2,000-message chat, listing under load
+    python -m bench.store --quick    # smaller counts, for a smoke run
+
+The "direct" column is what the work costs without chatproxy's index: reading and parsing
+every chat file in the folder (the original server's listing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import chatproxy, fake_upstream, http_stream, percentile, table
+from bench.streams import create_chats, turn_body
+from store import chatfile
+
+AN_HOUR_AGO = time.time() - 3600
+
+
+def write_chats(folder: Path, count: int, messages: int, prefix: str = "chat") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for number in range(count):
+        chat = chatfile.new_chat("bench:tokens=1", 0.7, -1)
+        chat["messages"] = [
+            {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i} " + "lorem ipsum " * 20}
+            for i in range(messages)
+        ]
+        (folder / f"{prefix}-{number:05}.json").write_bytes(chatfile.encode(chat))
+    # A folder that has not changed in the last moments, as most folders most of the time.
+    os.utime(folder, (AN_HOUR_AGO, AN_HOUR_AGO))
+
+
+def read_every_file(folder: Path) -> float:
+    started = time.perf_counter()
+    for path in folder.glob("*.json"):
+        json.loads(path.read_bytes())
+    return time.perf_counter() - started
+
+
+async def get(port: int, path: str) -> tuple[int, float, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = time.perf_counter()
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    data = await asyncio.wait_for(reader.read(), 30)
+    elapsed = time.perf_counter() - started
+    writer.close()
+    return int(data.split(b" ", 2)[1]), elapsed, data
+
+
+async def timed_gets(port: int, path: str, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        status, elapsed, _ = await get(port, path)
+        assert status == 200, status
+        times.append(elapsed)
+    return times
+
+
+async def listing_rows(upstream_port: int, count: int, warm_calls: int) -> list[tuple]:
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch:
+        folder = Path(scratch) / "chats"
+        write_chats(folder, count, 20)
+        naive = read_every_file(folder)
+        with chatproxy(upstream_port, str(folder)) as (port, _):
+            status, cold, body = await get(port, "/chats")
+            assert status == 200 and body.count(b'"id"') == count
+            warm = await timed_gets(port, "/chats", warm_calls)
+            one = await timed_gets(port, "/chat?name=chat-00000", warm_calls)
+    return [
+        (f"GET /chats, {count:,} chats: cold (ms)", f"{naive * 1e3:.0f}", f"{cold * 1e3:.0f}", "direct = read every file"),
+        (f"GET /chats, {count:,} chats: warm p50 (ms)", f"{naive * 1e3:.0f}", f"{percentile(warm, 0.5) * 1e3:.2f}", f"p99 {percentile(warm, 0.99) * 1e3:.2f} ms"),
+        (f"GET /chat, one of {count:,} (ms)", "", f"{percentile(one, 0.5) * 1e3:.2f}", "p50"),
+    ]
+
+
+async def turn_cost_rows(upstream_port: int, big: int, turns: int) -> list[tuple]:
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch:
+        folder = Path(scratch) / "chats"
+        write_chats(folder, 1, big, prefix="big")
+        write_chats(folder, 1, 0, prefix="empty")
+        with chatproxy(upstream_port, str(folder)) as (port, _):
+            costs = {}
+            for name in ("empty-00000", "big-00000"):
+                times = []
+                for _ in range(turns):
+                    result = await http_stream(port, "PUT", "/chat", turn_body(name))
+                    assert result.done
+                    times.append(result.last_event_at - result.sent_at)
+                costs[name] = percentile(times, 0.5)
+    empty, full = costs["empty-00000"] * 1e3, costs["big-00000"] * 1e3
+    return [(f"PUT /chat turn on a {big:,}-message chat (ms)", f"{empty:.2f} (empty chat)", f"{full:.2f}", f"+{full - empty:.2f} ms per turn")]
+
+
+async def listing_under_load_rows(upstream_port: int, chats: int, streams: int) -> list[tuple]:
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch:
+        folder = Path(scratch) / "chats"
+        write_chats(folder, chats, 20)
+        with chatproxy(upstream_port, str(folder)) as (port, _):
+            names = [f"load-{i}" for i in range(streams)]
+            await create_chats(port, names, "bench:tokens=50:interval=0.1")
+            await get(port, "/chats")
+            running = [asyncio.ensure_future(http_stream(port, "PUT", "/chat", turn_body(n))) for n in names]
+            times = []
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline and len(times) < 2000:
+                times.append((await get(port, "/chats"))[1])
+            results = await asyncio.gather(*running)
+            assert all(r.done for r in results)
+    return [(f"GET /chats ({chats:,} chats) while {streams} streams run (ms)", "", f"p50 {percentile(times, 0.5) * 1e3:.2f}", f"p99 {percentile(times, 0.99) * 1e3:.2f} ms")]
+
+
+async def run(args) -> None:
+    rows = []
+    with fake_upstream() as upstream_port:
+        for count in args.counts:
+            rows += await listing_rows(upstream_port, count, args.warm_calls)
+        rows += await turn_cost_rows(upstream_port, args.big, args.turns)
+        rows += await listing_under_load_rows(upstream_port, args.counts[0], args.streams)
+    print(table("chatproxy storage benchmark", rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts for a smoke run")
+    args = parser.parse_args()
+    args.counts, args.warm_calls, args.big, args.turns, args.streams = (
+        ([200, 1000], 20, 500, 10, 20) if args.quick else ([1000, 10000], 100, 2000, 30, 100)
+    )
+    started = time.monotonic()
+    asyncio.run(run(args))
+    print(f"(took {time.monotonic() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
