@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import logging
 import os
 import resource
@@ -19,9 +20,10 @@ from tornado.httpserver import HTTPServer
 from tornado.web import Application
 
 from config import Config, ConfigError, load_config
-from handlers import NotFoundHandler, Services, routes
+from handlers import Metrics, NotFoundHandler, Services, __version__, routes
 from handlers.relay import SHUTTING_DOWN, StreamRegistry
 from handlers.upstream import Upstream
+from logs import configure_logging, log_request
 from store import ChatStore
 
 log = logging.getLogger("chatproxy")
@@ -43,6 +45,7 @@ def make_app(services: Services) -> Application:
         default_handler_class=NotFoundHandler,
         default_handler_args={"services": services},
         cors_origins=config.cors_origins,
+        log_function=log_request,
         debug=False,  # --debug means verbose logs, not Tornado's autoreload
     )
 
@@ -56,14 +59,7 @@ def make_services(config: Config) -> Services:
         idle_timeout=config.idle_timeout,
         max_requests=config.max_streams + UPSTREAM_EXTRA_CONNECTIONS,
     )
-    return Services(config, store, upstream, StreamRegistry(config.max_streams))
-
-
-def configure_logging(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    return Services(config, store, upstream, StreamRegistry(config.max_streams), Metrics())
 
 
 def raise_open_file_limit() -> None:
@@ -85,13 +81,29 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 async def serve(config: Config) -> int:
     services = make_services(config)
+    # Bodies over the limit are answered 413 by the handlers (they see Content-Length
+    # first); this connection-level limit only stops a chunked body that never ends.
     server = HTTPServer(make_app(services), max_body_size=config.max_body_size, xheaders=False)
     server.listen(config.port, config.host, backlog=LISTEN_BACKLOG)
-    log.info("Starting Chat Proxy Server on %s:%d", config.host, config.port)
+    log.info("Starting Chat Proxy Server %s on %s:%d", __version__, config.host, config.port)
     log.info("LM Studio URL: %s", config.lm_studio_url)
     log.info("Chats directory: %s", os.path.abspath(config.chats_dir))
+    if config.token is None and not is_loopback(config.host):
+        log.warning(
+            "Listening on %s without a token: anyone who can reach this address can read and "
+            "change every chat. Set auth.token (or CHATPROXY_TOKEN).", config.host
+        )
 
     tune_garbage_collector()
     stop = asyncio.Event()
@@ -124,7 +136,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ConfigError as error:
         print(f"chatproxy: {error}", file=sys.stderr)
         return 2
-    configure_logging(config.debug)
+    configure_logging(config.debug, config.log_format)
     raise_open_file_limit()
     try:
         return asyncio.run(serve(config))

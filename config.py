@@ -11,9 +11,8 @@ A bad value raises ConfigError with one line that names the value and where it c
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
@@ -39,6 +38,9 @@ class Config:
     shutdown_grace: float = 30.0
     cors_origins: tuple[str, ...] = ("*",)
     max_body_size: int = 10 * 1024 * 1024
+    max_message_size: int = 1_000_000
+    token: str | None = field(default=None, repr=False)  # never printed, never logged
+    log_format: str = "text"
 
 
 # -- value parsers: each takes a TOML value or an env/flag string, returns the typed value ---
@@ -121,6 +123,19 @@ def _origins(value: Any) -> tuple[str, ...]:
     return tuple(_text(origin) for origin in value)
 
 
+def _token(value: Any) -> str | None:
+    token = _text(value)
+    if len(token) < 16:
+        raise ValueError("expected a token of at least 16 characters") from None
+    return token
+
+
+def _log_format(value: Any) -> str:
+    if value not in ("text", "json"):
+        raise ValueError('expected "text" or "json"')
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     field: str  # the Config field
@@ -143,6 +158,9 @@ SETTINGS = (
     Setting("shutdown_grace", "shutdown.grace", _seconds_or_zero),
     Setting("cors_origins", "cors.allowed_origins", _origins),
     Setting("max_body_size", "limits.max_body_size", _positive_integer),
+    Setting("max_message_size", "limits.max_message_size", _positive_integer),
+    Setting("token", "auth.token", _token, "CHATPROXY_TOKEN"),
+    Setting("log_format", "log.format", _log_format, "CHATPROXY_LOG_FORMAT"),
 )
 
 
@@ -171,7 +189,8 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
         try:
             values[setting.field] = setting.parse(raw)
         except ValueError as error:
-            raise ConfigError(f"{source}: invalid value {raw!r}: {error}") from None
+            shown = "(hidden)" if setting.field == "token" else repr(raw)
+            raise ConfigError(f"{source}: invalid value {shown}: {error}") from None
     return Config(**values)
 
 
@@ -218,6 +237,3 @@ def _check_keys(path: Path, table: dict) -> None:
             if f"{section}.{key}" not in known:
                 raise ConfigError(f"{path}: unknown key '{section}.{key}'")
 
-
-def describe(config: Config) -> dict[str, Any]:
-    return dataclasses.asdict(config)

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from .base import NotFoundHandler, Services
 from .chats import ChatHandler, ChatListHandler, MessageHandler
+from .health import HealthHandler
+from .metrics import Metrics, MetricsHandler
+from .passthrough import PassthroughHandler
+
+__version__ = "0.1.0"
 
 
 def routes(services: Services) -> list[tuple]:
@@ -12,7 +17,10 @@ def routes(services: Services) -> list[tuple]:
         (r"/chats", ChatListHandler, args),
         (r"/chat", ChatHandler, args),
         (r"/chat/message", MessageHandler, args),
+        (r"/v1/(.*)", PassthroughHandler, args),
+        (r"/health", HealthHandler, args),
+        (r"/metrics", MetricsHandler, args),
     ]
 
 
-__all__ = ["NotFoundHandler", "Services", "routes"]
+__all__ = ["Metrics", "NotFoundHandler", "Services", "__version__", "routes"]

@@ -1,18 +1,25 @@
-"""BaseHandler: JSON in and out, CORS, and the one place errors become responses.
+"""BaseHandler: JSON in and out, CORS, auth, limits, and the one place errors become responses.
 
 Handlers raise ``ApiError`` (or let a store error or Tornado's own HTTPError fly); Tornado
 routes every exception to ``send_error``/``write_error`` here, which answers
 ``{"status": "error", "message": ...}``: never an HTML page, never a traceback.
+
+Bodies are streamed in (``stream_request_body``) so that ``prepare`` sees the headers first:
+a request without the token, or with a body over ``limits.max_body_size``, is answered
+before its body is read.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from config import Config
 from store import (
@@ -57,18 +64,60 @@ class Services:
     config: Config
     store: ChatStore
     upstream: Upstream
-    streams: Any = field(default=None)  # relay.StreamRegistry
+    streams: Any  # relay.StreamRegistry
+    metrics: Any  # metrics.Metrics
+    started_at: float = field(default_factory=time.monotonic)
 
 
+@stream_request_body
 class BaseHandler(RequestHandler):
+    route = "unknown"  # the route's name in logs and metrics: never the raw path
+    requires_token = True
+    log_chat: str | None = None
+    upstream_ms: float | None = None
+
     def initialize(self, services: Services) -> None:
         self.services = services
         self.config = services.config
         self.store = services.store
+        self._body = bytearray()
+        self._body_too_large = False
 
-    # -- CORS ------------------------------------------------------------------------------
+    # -- before the body: auth and size ----------------------------------------------------
+
+    def prepare(self) -> None:
+        if self.request.method == "OPTIONS":
+            return
+        if self.requires_token and self.config.token is not None:
+            presented = self.request.headers.get("Authorization", "")
+            expected = f"Bearer {self.config.token}"
+            if not hmac.compare_digest(presented.encode(), expected.encode()):
+                raise ApiError(401, "A valid 'Authorization: Bearer <token>' header is required", {"WWW-Authenticate": "Bearer"})
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > self.config.max_body_size:
+            raise self._too_large()
+
+    def data_received(self, chunk: bytes) -> None:
+        if len(self._body) + len(chunk) > self.config.max_body_size:
+            self._body_too_large = True  # a chunked body without Content-Length
+        elif not self._body_too_large:
+            self._body += chunk
+
+    @property
+    def body(self) -> bytes:
+        if self._body_too_large:
+            raise self._too_large()
+        return bytes(self._body)
+
+    def _too_large(self) -> ApiError:
+        return ApiError(413, f"Request body is larger than the limit of {self.config.max_body_size} bytes")
+
+    # -- CORS and the request id -----------------------------------------------------------
 
     def set_default_headers(self) -> None:
+        if not hasattr(self, "request_id"):
+            self.request_id = uuid.uuid4().hex
+        self.set_header("X-Request-Id", self.request_id)
         origins = self.settings["cors_origins"]
         origin = self.request.headers.get("Origin")
         if "*" in origins:
@@ -78,6 +127,7 @@ class BaseHandler(RequestHandler):
             self.add_header("Vary", "Origin")
         self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
         self.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization")
+        self.set_header("Access-Control-Expose-Headers", "X-Request-Id, Retry-After")
         self.set_header("Access-Control-Max-Age", "600")
 
     def options(self, *args: str) -> None:
@@ -87,15 +137,16 @@ class BaseHandler(RequestHandler):
     # -- JSON in and out -------------------------------------------------------------------
 
     def json_body(self) -> dict[str, Any]:
-        if not self.request.body:
+        body = self.body
+        if not body:
             raise ApiError(400, "Request body is empty: expected a JSON object")
         try:
-            body = json.loads(self.request.body)
+            parsed = json.loads(body)
         except (UnicodeDecodeError, ValueError) as error:
             raise ApiError(400, f"Request body is not valid JSON: {error}") from None
-        if not isinstance(body, dict):
+        if not isinstance(parsed, dict):
             raise ApiError(400, "Request body must be a JSON object")
-        return body
+        return parsed
 
     def send_json(self, payload: dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
@@ -121,7 +172,7 @@ class BaseHandler(RequestHandler):
             message = error.message
             for name, value in error.headers.items():
                 self.set_header(name, value)
-        elif isinstance(error, tuple(STORE_ERROR_STATUS)):
+        elif isinstance(error, StoreError):
             message = str(error)
         elif status_code == 405:
             message = f"Method {self.request.method} is not allowed on {self.request.path}"
@@ -131,7 +182,6 @@ class BaseHandler(RequestHandler):
             message = "Internal server error; the details are in the server log"
         else:
             message = self._reason
-        self.clear_header("Content-Type")
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json.dumps({"status": "error", "message": message}, ensure_ascii=False).encode())
 
@@ -143,10 +193,14 @@ class BaseHandler(RequestHandler):
         else:
             super().log_exception(typ, value, tb)
 
+    def on_finish(self) -> None:
+        self.services.metrics.requests.labels(self.route, self.request.method, str(self.get_status())).inc()
+
 
 class NotFoundHandler(BaseHandler):
     """Every unknown URL, whatever the method, gets the JSON 404."""
 
     def prepare(self) -> None:
+        super().prepare()
         if self.request.method != "OPTIONS":
             raise ApiError(404, f"No route for {self.request.method} {self.request.path}")

@@ -8,6 +8,8 @@ from .turn import ChatTurnHandler
 
 
 class ChatListHandler(BaseHandler):
+    route = "/chats"
+
     async def get(self) -> None:
         chats = await self.store.list_chats_json()
         self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -17,12 +19,14 @@ class ChatListHandler(BaseHandler):
 class ChatHandler(ChatTurnHandler):
     """GET, POST and DELETE /chat here; PUT /chat (the streamed turn) in turn.py."""
 
+    route = "/chat"
+
     async def get(self) -> None:
         self.success(chat=await self.store.get(self._name_argument()))
 
     async def post(self) -> None:
         body = self.json_body()
-        name = params.text(body, "name")
+        name = self.log_chat = params.text(body, "name")
         chat = await self.store.create(
             name,
             model=params.text(body, "model"),
@@ -45,17 +49,20 @@ class ChatHandler(ChatTurnHandler):
             name = values[-1].decode("utf-8") if values else None
         except UnicodeDecodeError:
             raise ApiError(400, "'name' is not valid UTF-8") from None
-        if name is None and self.request.body:
+        if name is None and self.body:
             return params.text(self.json_body(), "name")
         if not name:
             raise ApiError(400, "'name' is required (?name=...)")
+        self.log_chat = name
         return name
 
 
 class MessageHandler(BaseHandler):
+    route = "/chat/message"
+
     async def delete(self) -> None:
         body = self.json_body()
-        name = params.text(body, "name")
+        name = self.log_chat = params.text(body, "name")
         index = params.integer(body, "index")
         removed = await self.store.remove_message(name, index)
         self.success(message=f"Message at index {index} deleted", removed_message=removed)

@@ -43,7 +43,7 @@ def max_tokens(body: dict[str, Any]) -> int:
     return value
 
 
-def message(body: dict[str, Any]) -> dict[str, Any]:
+def message(body: dict[str, Any], max_size: int) -> dict[str, Any]:
     value = body.get("message")
     if value is None:
         raise ApiError(400, "'message' is required")
@@ -51,6 +51,8 @@ def message(body: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(400, "'message' must be an object with 'role' and 'content'")
     if not isinstance(value.get("content"), str):
         raise ApiError(400, "'message.content' must be a string")
+    if len(value["content"]) > max_size:
+        raise ApiError(413, f"'message.content' is longer than the limit of {max_size} characters")
     role = value.setdefault("role", "user")
     if role not in MESSAGE_ROLES:
         raise ApiError(400, f"'message.role' must be one of {', '.join(MESSAGE_ROLES)}")

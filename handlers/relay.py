@@ -1,11 +1,11 @@
-"""The SSE relay: LM Studio's event stream to the client, whole events, as they come.
+"""The SSE relay: LM Studio's answers to the client, as they come.
 
-RelayHandler.relay_events() is the streaming code of chatproxy; PUT /chat (turn.py) uses it.
-Its promises:
-- no response header goes out until LM Studio has answered 200 with an event stream; an
-  upstream failure before that is an ordinary JSON error with the upstream's status;
-- after that, every write is one or more whole events (a browser that parses each network
-  read on its own never sees half an event), flushed as soon as its piece arrived;
+RelayHandler is the streaming code of chatproxy; PUT /chat (turn.py) and the /v1/
+pass-through (passthrough.py) use it. Its promises:
+- no response header goes out until LM Studio has answered; a failure to reach it is an
+  ordinary JSON error (502/504);
+- an event stream is relayed as whole events (a browser that parses each network read on
+  its own never sees half an event), each piece flushed as soon as it arrived;
 - a failure after the headers is a final ``data: {"error": ...}`` event, then the end;
 - the client leaving aborts the upstream request at once, so LM Studio stops generating;
 - silence longer than ``stream.heartbeat`` seconds is filled with ``: keep-alive`` comments.
@@ -18,6 +18,7 @@ import json
 import logging
 from typing import Awaitable, Callable
 
+from tornado.httputil import HTTPHeaders
 from tornado.iostream import StreamClosedError
 
 from .base import ApiError, BaseHandler
@@ -69,9 +70,14 @@ class StreamRegistry:
             handler.abort_stream(reason)
 
 
+def is_event_stream(headers: HTTPHeaders) -> bool:
+    return headers.get("Content-Type", "").startswith("text/event-stream")
+
+
 class RelayHandler(BaseHandler):
     _call: UpstreamCall | None = None
     _abort_reason: BaseException | None = None
+    _streamed = False
 
     def on_connection_close(self) -> None:
         self.abort_stream(ClientGone())
@@ -94,68 +100,87 @@ class RelayHandler(BaseHandler):
 
     def on_finish(self) -> None:
         self.services.streams.leave(self)
+        if self._streamed:
+            self.services.metrics.stream_duration.labels(self.route).observe(self.request.request_time())
+        super().on_finish()
 
-    async def relay_events(self, path: str, payload: dict, on_event: Callable[[Event], None]) -> None:
-        """POST ``payload`` to LM Studio at ``path`` and relay its event stream.
+    # -- the steps -------------------------------------------------------------------------
 
-        ``on_event`` sees each event before it is written; it may raise UpstreamError to
-        end the stream (a reply that is not what LM Studio should send).
+    async def open_upstream(
+        self, method: str, path: str, body: bytes | None, headers: dict
+    ) -> tuple[UpstreamCall, int, HTTPHeaders] | None:
+        """Send the request; return once LM Studio has sent its status and headers.
+
+        None when the client left meanwhile. A failure to reach LM Studio is an ApiError
+        (nothing has been sent to the client yet).
         """
-        body = json.dumps(payload, ensure_ascii=False).encode()
-        call = self.services.upstream.open(
-            "POST", path, body, {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        )
+        call = self.services.upstream.open(method, path, body, headers)
         self._call = call
         if self._abort_reason is not None:
             call.abort(self._abort_reason)
-        heartbeat = None
         try:
-            try:
-                status, headers = await call.head()
-            except ClientGone:
-                return
-            except UpstreamError as error:
-                log.warning("%s: %s", self.request.path, error.message)
-                raise ApiError(error.status, error.message) from None
-            content_type = headers.get("Content-Type", "")
-            if status != 200 or not content_type.startswith("text/event-stream"):
-                raise await self._upstream_refusal(call, status, content_type)
-            self._start_event_stream()
-            heartbeat = _Heartbeat(self, self.config.heartbeat)
-            state = _RelayState()
-            try:
-                await call.attach(lambda piece: self._relay_piece(call, state, piece, on_event, heartbeat))
-                await call.finished()
-                if not state.done:
-                    raise UpstreamError(502, "LM Studio ended the stream before it finished ([DONE] never came)", "dropped")
-            except ClientGone:
-                log.info("%s: client went away; upstream request closed", self.request.path)
-            except UpstreamError as error:
-                log.warning("%s: %s", self.request.path, error.message)
-                self.write(encode_data(json.dumps({"error": {"message": error.message, "type": error.kind}})))
-                await self._flush_quietly()
-        finally:
-            if heartbeat is not None:
-                heartbeat.stop()
+            status, upstream_headers = await call.head()
+        except ClientGone:
+            return None
+        except UpstreamError as error:
+            self._note_failure(error)
+            raise ApiError(error.status, error.message) from None
+        self.upstream_ms = round(1000 * (call.head_at - call.started_at), 2)
+        return call, status, upstream_headers
 
-    async def _upstream_refusal(self, call: UpstreamCall, status: int, content_type: str) -> ApiError:
-        detail = error_message_from_body(await call.read_body())
-        if status == 200:
-            # LM Studio answers unknown routes with 200 and an error body.
-            message = f"LM Studio did not answer with an event stream ({content_type or 'no content type'}): {detail}"
-            status = 502
-        else:
-            message = f"LM Studio answered {status}: {detail}"
-        log.warning("%s: %s", self.request.path, message)
-        return ApiError(status if status >= 400 else 502, message)
+    async def relay_event_stream(
+        self, call: UpstreamCall, on_event: Callable[[Event], None] | None = None, require_done: bool = True
+    ) -> None:
+        """Relay an event stream that LM Studio has started with 200.
 
-    def _start_event_stream(self) -> None:
+        ``on_event`` sees each event before it is written; it may raise UpstreamError to
+        end the stream (a reply that is not what LM Studio should send). With
+        ``require_done``, a stream that ends without ``data: [DONE]`` is a failure.
+        """
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer this response
         self._flush_in_background()
+        self._streamed = True
+        heartbeat = _Heartbeat(self, self.config.heartbeat)
+        state = _RelayState(on_event)
+        try:
+            await call.attach(lambda piece: self._relay_piece(call, state, piece, heartbeat))
+            await call.finished()
+            if require_done and not state.done:
+                raise UpstreamError(502, "LM Studio ended the stream before it finished ([DONE] never came)", "dropped")
+        except ClientGone:
+            log.info("%s: client went away; upstream request closed", self.request.path)
+        except UpstreamError as error:
+            self._note_failure(error)
+            self._write_counted(encode_data(json.dumps({"error": {"message": error.message, "type": error.kind}})))
+            await self._flush_quietly()
+        finally:
+            heartbeat.stop()
 
-    def _relay_piece(self, call, state, piece: bytes, on_event, heartbeat) -> Awaitable[None] | None:
+    async def refusal(self, call: UpstreamCall, status: int, headers: HTTPHeaders) -> ApiError:
+        """The error to answer when LM Studio did not start an event stream."""
+        detail = error_message_from_body(await call.read_body())
+        if status == 200:
+            # LM Studio answers unknown routes with 200 and an error body.
+            content_type = headers.get("Content-Type") or "no content type"
+            error = UpstreamError(502, f"LM Studio did not answer with an event stream ({content_type}): {detail}", "not_a_stream")
+        else:
+            error = UpstreamError(status if status >= 400 else 502, f"LM Studio answered {status}: {detail}", "http_error")
+        self._note_failure(error)
+        return ApiError(error.status, error.message)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _note_failure(self, error: UpstreamError) -> None:
+        log.warning("%s: %s", self.request.path, error.message)
+        self.services.metrics.upstream_errors.labels(error.kind).inc()
+
+    def _write_counted(self, data: bytes) -> None:
+        self.write(data)
+        self.services.metrics.relayed_bytes.labels(self.route).inc(len(data))
+
+    def _relay_piece(self, call: UpstreamCall, state: "_RelayState", piece: bytes, heartbeat: "_Heartbeat") -> Awaitable[None] | None:
         """Write the whole events ``piece`` completes; the hot path of every stream.
 
         The flush is awaited only while the client is not keeping up (its socket still has
@@ -171,14 +196,21 @@ class RelayHandler(BaseHandler):
                     state.done = True
                     out.append(encode_event(event))
                     break
-                on_event(event)
+                if state.on_event is not None:
+                    state.on_event(event)
                 out.append(encode_event(event))
         except UpstreamError as error:
             call.abort(error)  # the events before it still go out
         if not out:
             return None
-        self.write(b"".join(out))
+        if not state.started:
+            state.started = True
+            self.services.metrics.first_token.labels(self.route).observe(self.request.request_time())
+        self._write_counted(b"".join(out))
         heartbeat.wrote()
+        return self._flush_unless_keeping_up(call)
+
+    def _flush_unless_keeping_up(self, call: UpstreamCall) -> Awaitable[None] | None:
         flushed = self.flush()
         if self.request.connection.stream.writing():
             return self._wait_for_client(flushed, call)
@@ -209,11 +241,13 @@ def _retrieve(future) -> None:
 
 
 class _RelayState:
-    __slots__ = ("decoder", "done")
+    __slots__ = ("decoder", "done", "on_event", "started")
 
-    def __init__(self) -> None:
+    def __init__(self, on_event: Callable[[Event], None] | None) -> None:
         self.decoder = SSEDecoder()
         self.done = False
+        self.started = False
+        self.on_event = on_event
 
 
 class _Heartbeat:

@@ -8,14 +8,16 @@ after another in arrival order (ChatStore.turn), so none interleaves or is lost.
 
 from __future__ import annotations
 
-import orjson
+import json
 import logging
+
+import orjson
 
 from store import ChatNotFound
 
 from . import params
 from .base import ApiError
-from .relay import RelayHandler
+from .relay import RelayHandler, is_event_stream
 from .sse import Event
 from .upstream import UpstreamError
 
@@ -61,8 +63,8 @@ class ReplyCollector:
 class ChatTurnHandler(RelayHandler):
     async def put(self) -> None:
         body = self.json_body()
-        name = params.text(body, "name")
-        message = params.message(body)
+        name = self.log_chat = params.text(body, "name")
+        message = params.message(body, self.config.max_message_size)
         self.take_stream_slot()
         async with self.store.turn(name):
             if self.client_gone:
@@ -72,9 +74,20 @@ class ChatTurnHandler(RelayHandler):
             chat = await self.store.append(name, [message])
             reply = ReplyCollector()
             try:
-                await self.relay_events(COMPLETIONS_PATH, _completion_request(chat), reply)
+                await self._ask(chat, reply)
             finally:
                 await self._commit_reply(name, reply.text)
+
+    async def _ask(self, chat: dict, reply: ReplyCollector) -> None:
+        body = json.dumps(_completion_request(chat), ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        opened = await self.open_upstream("POST", COMPLETIONS_PATH, body, headers)
+        if opened is None:
+            return
+        call, status, upstream_headers = opened
+        if status != 200 or not is_event_stream(upstream_headers):
+            raise await self.refusal(call, status, upstream_headers)
+        await self.relay_event_stream(call, reply)
 
     async def _commit_reply(self, name: str, text: str) -> None:
         if not text:

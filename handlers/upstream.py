@@ -115,6 +115,27 @@ class Upstream:
     def open(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> "UpstreamCall":
         return UpstreamCall(self, method, self.base_url + path, body, headers or {})
 
+    async def list_models(self, timeout: float) -> list[str]:
+        """The model ids LM Studio offers (GET /v1/models), answered within ``timeout`` seconds."""
+        call = self.open("GET", "/v1/models")
+
+        async def answer() -> tuple[int, bytes]:
+            status, _ = await call.head()
+            return status, await call.read_body(ERROR_BODY_LIMIT * 16)
+
+        try:
+            status, body = await asyncio.wait_for(answer(), timeout)
+        except asyncio.TimeoutError:
+            error = UpstreamError(504, f"LM Studio at {self.base_url} did not answer within {timeout:g} s", "health_timeout")
+            call.abort(error)
+            raise error from None
+        if status != 200:
+            raise UpstreamError(502, f"LM Studio answered {status}: {error_message_from_body(body)}", "http_error")
+        try:
+            return [model["id"] for model in json.loads(body)["data"]]
+        except (ValueError, KeyError, TypeError):
+            raise UpstreamError(502, "LM Studio's model list is not what OpenAI's API describes", "bad_answer") from None
+
     def close(self) -> None:
         self._client.close()
 
@@ -139,7 +160,7 @@ class UpstreamCall:
         self._status = 0
         self._headers = HTTPHeaders()
         self.last_byte_at = self._loop.time()
-        self.started_at = self.last_byte_at
+        self.started_at = self.head_at = self.last_byte_at
         self._request = HTTPRequest(
             url,
             method=method,
@@ -218,6 +239,7 @@ class UpstreamCall:
             self._status = int(line.split(" ", 2)[1])
             self._headers = HTTPHeaders()
         elif line == "\r\n":
+            self.head_at = self.last_byte_at
             if not self._head.done():
                 self._head.set_result((self._status, self._headers))
         else:

@@ -45,8 +45,8 @@ class ChatStore:
         """Wait for writes in flight, so none is cut short at exit."""
         self._pool.shutdown(wait=True)
 
-    def is_writable(self) -> bool:
-        return os.access(self.directory, os.W_OK)
+    async def is_writable(self) -> bool:
+        return await self._run(os.access, self.directory, os.W_OK)
 
     # -- reads -----------------------------------------------------------------------------
 

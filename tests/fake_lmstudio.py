@@ -92,6 +92,7 @@ class FakeLMStudio:
         self.script: deque[Reply] = deque()
         self.default = Reply()
         self.requests: list[dict] = []
+        self.headers: list[dict[str, str]] = []
         self.closed_early = 0  # connections the client closed before the reply ended
         self.closed_event = asyncio.Event()
         self.request_event = asyncio.Event()
@@ -116,6 +117,7 @@ class ModelsHandler(RequestHandler):
         self.fake = fake
 
     def get(self) -> None:
+        self.fake.headers.append(dict(self.request.headers))
         self.write({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "organization_owner"} for m in self.fake.models]})
 
 
@@ -140,6 +142,7 @@ class CompletionsHandler(RequestHandler):
         body = json.loads(self.request.body)
         if self.fake.record:
             self.fake.requests.append(body)
+            self.fake.headers.append(dict(self.request.headers))
         self.fake.request_event.set()
         reply = reply_for_model(body.get("model")) or self.fake.next_reply()
         try:

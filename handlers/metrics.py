@@ -1,0 +1,52 @@
+"""Prometheus metrics: what is counted, and GET /metrics that shows it.
+
+One registry per app (not the process-wide default), so each app, and each test, counts
+for itself.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from .base import BaseHandler
+
+STREAM_SECONDS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+FIRST_TOKEN_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "chatproxy_requests", "HTTP requests answered, by route, method and status",
+            ["route", "method", "status"], registry=r,
+        )
+        self.active_streams = Gauge("chatproxy_active_streams", "Streaming requests in progress", registry=r)
+        self.stream_duration = Histogram(
+            "chatproxy_stream_duration_seconds", "Duration of streamed answers, by route",
+            ["route"], buckets=STREAM_SECONDS, registry=r,
+        )
+        self.first_token = Histogram(
+            "chatproxy_time_to_first_token_seconds", "From request to the first relayed event, by route",
+            ["route"], buckets=FIRST_TOKEN_SECONDS, registry=r,
+        )
+        self.upstream_errors = Counter(
+            "chatproxy_upstream_errors", "Failed calls to LM Studio, by kind", ["kind"], registry=r,
+        )
+        self.relayed_bytes = Counter(
+            "chatproxy_relayed_bytes", "Bytes of LM Studio answers written to clients, by route",
+            ["route"], registry=r,
+        )
+        self.chats_stored = Gauge("chatproxy_chats_stored", "Chats in the chats folder", registry=r)
+
+
+class MetricsHandler(BaseHandler):
+    route = "/metrics"
+
+    async def get(self) -> None:
+        metrics = self.services.metrics
+        metrics.chats_stored.set(len(await self.store.list_chats()))
+        metrics.active_streams.set(len(self.services.streams))
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(metrics.registry))

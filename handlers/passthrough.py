@@ -1,0 +1,83 @@
+"""/v1/...: LM Studio's OpenAI-compatible API through chatproxy, nothing stored.
+
+Any method and path under /v1/ goes to ``{lm_studio_url}/v1/...`` with its body and the
+end-to-end headers; the answer comes back with its status, headers and body. An event
+stream goes through the same relay as PUT /chat (whole events, keep-alive, abort when the
+client leaves); anything else is passed on piece by piece as it arrives. LM Studio's own
+errors (including its 200 with an ``error`` body for unknown routes) are passed on as they
+are, so OpenAI clients see the error bodies they expect.
+"""
+
+from __future__ import annotations
+
+from tornado.httputil import HTTPHeaders
+
+from .base import ApiError
+from .relay import RelayHandler, is_event_stream
+from .upstream import ClientGone, UpstreamError
+
+# RFC 9110 section 7.6.1, plus what Tornado computes for us (Host, Content-Length) and what
+# would make LM Studio compress what we must parse (Accept-Encoding).
+HOP_BY_HOP = frozenset(
+    name.lower()
+    for name in (
+        "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
+        "Transfer-Encoding", "Upgrade", "Host", "Content-Length", "Accept-Encoding",
+    )
+)
+# Response headers Tornado sets itself, or that no longer hold for what we send.
+NOT_PASSED_BACK = HOP_BY_HOP | {"content-encoding", "date", "server", "access-control-allow-origin",
+                                "access-control-allow-methods", "access-control-allow-headers"}
+
+
+class PassthroughHandler(RelayHandler):
+    route = "/v1/*"
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+    async def forward(self, path: str) -> None:
+        self.take_stream_slot()
+        upstream_path = "/v1/" + path + (f"?{self.request.query}" if self.request.query else "")
+        body = self.body if self.request.method in ("POST", "PUT", "PATCH") else None
+        opened = await self.open_upstream(self.request.method, upstream_path, body, self._headers_to_send())
+        if opened is None:
+            return
+        call, status, headers = opened
+        if status == 200 and is_event_stream(headers):
+            # No [DONE] rule: /v1/responses ends with an event of its own.
+            await self.relay_event_stream(call, require_done=False)
+            return
+        self.set_status(status)
+        for name, value in headers.get_all():
+            if name.lower() not in NOT_PASSED_BACK:
+                self.add_header(name, value)
+        relayed = False
+
+        def relay_piece(piece: bytes):
+            nonlocal relayed
+            relayed = True
+            self._write_counted(piece)
+            return self._flush_unless_keeping_up(call)
+
+        try:
+            await call.attach(relay_piece)
+            await call.finished()
+        except ClientGone:
+            return
+        except UpstreamError as error:
+            self._note_failure(error)
+            if not relayed:
+                raise ApiError(error.status, error.message) from None
+            self.request.connection.close()  # a cut body must not end like a whole one
+
+    get = head = post = put = patch = delete = forward
+
+    def _headers_to_send(self) -> HTTPHeaders:
+        headers = HTTPHeaders()
+        for name, value in self.request.headers.get_all():
+            lowered = name.lower()
+            if lowered in HOP_BY_HOP or lowered == "origin":
+                continue
+            if lowered == "authorization" and self.config.token is not None:
+                continue  # chatproxy's own token is not LM Studio's business
+            headers.add(name, value)
+        return headers
