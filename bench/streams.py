@@ -1,10 +1,11 @@
 """Streaming benchmark: chatproxy's PUT /chat against the fake LM Studio reached directly.
 
-    python -m bench.streams            # all three measures
+    python -m bench.streams            # all measures, PUT /chat and /v1 pass-through
     python -m bench.streams --quick    # smaller counts, for a smoke run
 
-Prints one table; "direct" is the fake upstream reached without chatproxy: the limit a
-proxy can approach. Everything runs on 127.0.0.1; the processes are started and stopped
+Measures PUT /chat (each reply stored) and the /v1/ pass-through (nothing stored). Prints
+one table; "direct" is the fake upstream reached without chatproxy: the limit a proxy can
+approach. Everything runs on 127.0.0.1; the processes are started and stopped
 here.
 """
 
@@ -95,46 +96,69 @@ async def many_streams(port: int, requests: list[tuple[str, str, dict]], pid: in
     return figures
 
 
-async def run(args) -> None:
+class Route:
+    """How to ask for a streamed reply: PUT /chat (stored turn) or the /v1/ pass-through."""
+
+    def __init__(self, port: int, turn: bool) -> None:
+        self.port, self.turn = port, turn
+
+    async def requests(self, model: str, count: int, tag: str) -> list[tuple[str, str, dict]]:
+        if not self.turn:
+            return [("POST", COMPLETIONS, completion_body(model))] * count
+        names = [f"{tag}-{i}" for i in range(count)]
+        await create_chats(self.port, names, model)
+        return [("PUT", "/chat", turn_body(name)) for name in names]
+
+
+async def measure(route: Route, direct_port: int, proxy_pid: int, args, label: str) -> list[tuple]:
     one_token, long_model = "bench:tokens=1", f"bench:tokens={args.long_tokens}"
     many_model = f"bench:tokens={args.stream_tokens}:interval=0.1:stamp=1"
+    direct_route = Route(direct_port, turn=False)
     rows = []
-    with fake_upstream() as upstream_port, chatproxy(upstream_port) as (proxy_port, proxy):
-        # 1. time to first event
-        direct = await first_event_times(upstream_port, [("POST", COMPLETIONS, completion_body(one_token))] * args.first)
-        names = [f"first-{i}" for i in range(args.first)]
-        await create_chats(proxy_port, names, one_token)
-        proxied = await first_event_times(proxy_port, [("PUT", "/chat", turn_body(n)) for n in names])
-        for label, q in (("p50", 0.5), ("p99", 0.99)):
-            d, p = percentile(direct, q) * 1e3, percentile(proxied, q) * 1e3
-            rows.append((f"time to first event {label} (ms)", f"{d:.2f}", f"{p:.2f}", f"+{p - d:.2f} ms"))
 
-        # 2. one long reply
-        direct_rate = await long_reply_rate(upstream_port, "POST", COMPLETIONS, completion_body(long_model), args.long_tokens)
-        await create_chats(proxy_port, ["long"], long_model)
-        proxy_rate = await long_reply_rate(proxy_port, "PUT", "/chat", turn_body("long"), args.long_tokens)
-        rows.append((f"events/s, one {args.long_tokens}-token reply", f"{direct_rate:,.0f}", f"{proxy_rate:,.0f}", f"{proxy_rate / direct_rate:.2f} x direct"))
+    direct = await first_event_times(direct_port, await direct_route.requests(one_token, args.first, ""))
+    proxied = await first_event_times(route.port, await route.requests(one_token, args.first, "first"))
+    for name, q in (("p50", 0.5), ("p99", 0.99)):
+        d, p = percentile(direct, q) * 1e3, percentile(proxied, q) * 1e3
+        rows.append((f"{label}: time to first event {name} (ms)", f"{d:.2f}", f"{p:.2f}", f"+{p - d:.2f} ms"))
 
-        # 3. many concurrent streams
-        n = args.streams
-        direct_many = await many_streams(upstream_port, [("POST", COMPLETIONS, completion_body(many_model))] * n, None, args.ramp)
-        names = [f"many-{i}" for i in range(n)]
-        await create_chats(proxy_port, names, many_model)
-        base_memory = process_memory(proxy.pid)
-        proxy_many = await many_streams(proxy_port, [("PUT", "/chat", turn_body(name)) for name in names], proxy.pid, args.ramp)
-        rows.append((f"{n} streams opened over {args.ramp:g} s: failed", str(direct_many["failed"]), str(proxy_many["failed"]), ""))
-        for label in ("p50", "p99"):
-            d, p = direct_many[label] * 1e3, proxy_many[label] * 1e3
-            rows.append((f"{n} streams: delay per event {label} (ms)", f"{d:.2f}", f"{p:.2f}", f"+{p - d:.2f} ms added"))
-        rows.append((f"{n} streams: server peak RSS (MB)", "", f"{proxy_many['VmHWM'] / 1024:.0f}", f"idle before: {base_memory['VmRSS'] / 1024:.0f} MB"))
-        rows.append((f"{n} streams: server threads (max)", "", str(proxy_many["max_threads"]), "constant: no thread per stream"))
-    print(table("chatproxy streaming benchmark (PUT /chat vs. the fake LM Studio direct)", rows))
+    [direct_long] = await direct_route.requests(long_model, 1, "")
+    [proxy_long] = await route.requests(long_model, 1, "long")
+    direct_rate = await long_reply_rate(direct_port, *direct_long, args.long_tokens)
+    proxy_rate = await long_reply_rate(route.port, *proxy_long, args.long_tokens)
+    rows.append((f"{label}: events/s, one {args.long_tokens}-token reply", f"{direct_rate:,.0f}", f"{proxy_rate:,.0f}", f"{proxy_rate / direct_rate:.2f} x direct"))
+
+    n = args.streams
+    direct_many = await many_streams(direct_port, await direct_route.requests(many_model, n, ""), None, args.ramp)
+    requests = await route.requests(many_model, n, "many")
+    base_memory = process_memory(proxy_pid)
+    proxy_many = await many_streams(route.port, requests, proxy_pid, args.ramp)
+    rows.append((f"{label}: {n} streams opened over {args.ramp:g} s: failed", str(direct_many["failed"]), str(proxy_many["failed"]), ""))
+    for name in ("p50", "p99"):
+        d, p = direct_many[name] * 1e3, proxy_many[name] * 1e3
+        rows.append((f"{label}: {n} streams: delay per event {name} (ms)", f"{d:.2f}", f"{p:.2f}", f"+{p - d:.2f} ms added"))
+    rows.append((f"{label}: {n} streams: server peak RSS (MB)", "", f"{proxy_many['VmHWM'] / 1024:.0f}", f"idle before: {base_memory['VmRSS'] / 1024:.0f} MB"))
+    rows.append((f"{label}: {n} streams: server threads (max)", "", str(proxy_many["max_threads"]), "no thread per stream"))
+    return rows
+
+
+async def run(args) -> None:
+    rows = []
+    with fake_upstream() as upstream_port:
+        for label, turn in (("PUT /chat", True), ("/v1 pass-through", False)):
+            if args.only and args.only != ("turn" if turn else "v1"):
+                continue
+            # A fresh server for each, so one's peak memory does not count for the other.
+            with chatproxy(upstream_port) as (proxy_port, proxy):
+                rows += await measure(Route(proxy_port, turn), upstream_port, proxy.pid, args, label)
+    print(table("chatproxy streaming benchmark (vs. the fake LM Studio reached directly)", rows))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts for a smoke run")
     parser.add_argument("--ramp", type=float, default=1.0, help="seconds over which the concurrent streams open (0: all at once)")
+    parser.add_argument("--only", choices=("turn", "v1"), help="measure only PUT /chat or only the /v1 pass-through")
     args = parser.parse_args()
     args.first, args.long_tokens, args.streams, args.stream_tokens = (
         (30, 2000, 100, 10) if args.quick else (300, 20000, 1000, 50)

@@ -20,7 +20,6 @@ import json
 import socket
 import sys
 from collections import deque
-from collections import deque
 from typing import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -93,8 +92,7 @@ class AbortableHTTPClient(SimpleAsyncHTTPClient):
             return
         for key, (queued, callback, _) in list(self.waiting.items()):
             if queued.request is request:
-                self._remove_timeout(key)
-                self.queue = type(self.queue)(item for item in self.queue if item[0] is not key)
+                self._remove_timeout(key)  # also forgets it: the queue skips unknown keys
                 self.io_loop.add_callback(callback, HTTPResponse(queued, 599, error=error))
 
 

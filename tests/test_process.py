@@ -51,6 +51,12 @@ async def start_server(project_root, clean_env, tmp_path, fake, **settings):
         await asyncio.sleep(0.05)
 
 
+async def stop(process) -> None:
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_sigterm_ends_streams_after_grace_keeps_partial_reply_exits_0(project_root, clean_env, tmp_path, fake):
     process, base = await start_server(project_root, clean_env, tmp_path, fake, shutdown__grace=0.3)
@@ -72,9 +78,7 @@ async def test_sigterm_ends_streams_after_grace_keeps_partial_reply_exits_0(proj
         assert last["error"]["type"] == "shutdown"
         assert await asyncio.wait_for(process.wait(), 15) == 0
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await stop(process)
     saved = json.loads((tmp_path / "chats" / "demo.json").read_text())
     assert saved["messages"] == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Before"}]
     log = (await process.stdout.read()).decode()
@@ -98,9 +102,7 @@ async def test_sigterm_lets_a_stream_finish_within_grace(project_root, clean_env
         assert result.content() == "All of it" and result.data[-1] == "[DONE]"
         assert await asyncio.wait_for(process.wait(), 15) == 0
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await stop(process)
     saved = json.loads((tmp_path / "chats" / "demo.json").read_text())
     assert saved["messages"][-1] == {"role": "assistant", "content": "All of it"}
 
@@ -109,12 +111,6 @@ def _refused(base: str) -> bool:
     port = int(base.rsplit(":", 1)[1])
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
-async def stop(process) -> None:
-    if process.returncode is None:
-        process.kill()
-        await process.wait()
 
 
 @pytest.mark.gen_test(timeout=60)

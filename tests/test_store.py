@@ -183,34 +183,33 @@ def test_warm_listing_reads_no_file_and_a_new_file_is_seen(tmp_path, monkeypatch
     store.close()
 
 
+@pytest.fixture
+def store(tmp_path):
+    chat_store = ChatStore(tmp_path / "chats")
+    chat_store.open()
+    yield chat_store
+    chat_store.close()
+
+
 @pytest.mark.gen_test
-async def test_many_concurrent_changes_lose_nothing(tmp_path):
-    store = ChatStore(tmp_path / "chats")
-    store.open()
+async def test_many_concurrent_changes_lose_nothing(store):
     await store.create("busy", "m", 0.7, -1)
     await asyncio.gather(*(store.append("busy", [{"role": "user", "content": str(i)}]) for i in range(100)))
     chat = await store.get("busy")
     assert sorted(int(m["content"]) for m in chat["messages"]) == list(range(100))
-    store.close()
 
 
 @pytest.mark.gen_test
-async def test_corrupt_chat_is_a_store_error_not_a_crash(tmp_path):
-    store = ChatStore(tmp_path / "chats")
-    store.open()
+async def test_corrupt_chat_is_a_store_error_not_a_crash(store, tmp_path):
     (tmp_path / "chats" / "x.json").write_text("{")
     with pytest.raises(ChatCorrupt):
         await store.append("x", [{"role": "user", "content": "y"}])
     assert (tmp_path / "chats" / "x.json").read_text() == "{"
-    store.close()
 
 
 @pytest.mark.gen_test
-async def test_lone_surrogate_in_a_message_is_stored_and_read_back(tmp_path):
-    store = ChatStore(tmp_path / "chats")
-    store.open()
+async def test_lone_surrogate_in_a_message_is_stored_and_read_back(store):
     await store.create("emoji", "m", 0.7, -1)
     half = json.loads('"half an emoji: \\ud83d"')
     await store.append("emoji", [{"role": "assistant", "content": half}])
     assert (await store.get("emoji"))["messages"][0]["content"] == half
-    store.close()
