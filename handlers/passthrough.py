@@ -25,9 +25,14 @@ HOP_BY_HOP = frozenset(
         "Transfer-Encoding", "Upgrade", "Host", "Content-Length", "Accept-Encoding",
     )
 )
-# Response headers Tornado sets itself, or that no longer hold for what we send.
-NOT_PASSED_BACK = HOP_BY_HOP | {"content-encoding", "date", "server", "access-control-allow-origin",
-                                "access-control-allow-methods", "access-control-allow-headers"}
+# Response headers Tornado sets itself, or that no longer hold for what we send (CORS is
+# chatproxy's own policy, not LM Studio's).
+NOT_PASSED_BACK = HOP_BY_HOP | {"content-encoding", "date", "server", "x-request-id"}
+
+
+def passed_back(name: str) -> bool:
+    lowered = name.lower()
+    return lowered not in NOT_PASSED_BACK and not lowered.startswith("access-control-")
 
 
 class PassthroughHandler(RelayHandler):
@@ -48,7 +53,7 @@ class PassthroughHandler(RelayHandler):
             return
         self.set_status(status)
         for name, value in headers.get_all():
-            if name.lower() not in NOT_PASSED_BACK:
+            if passed_back(name):
                 self.add_header(name, value)
         relayed = False
 
