@@ -90,6 +90,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def security_warnings(config: Config) -> list[str]:
+    if config.token is None and not is_loopback(config.host):
+        return [
+            f"Listening on {config.host} without a token: anyone who can reach this address can "
+            "read and change every chat. Set auth.token (or CHATPROXY_TOKEN)."
+        ]
+    return []
+
+
 async def serve(config: Config) -> int:
     services = make_services(config)
     # Bodies over the limit are answered 413 by the handlers (they see Content-Length
@@ -99,11 +108,8 @@ async def serve(config: Config) -> int:
     log.info("Starting Chat Proxy Server %s on %s:%d", __version__, config.host, config.port)
     log.info("LM Studio URL: %s", config.lm_studio_url)
     log.info("Chats directory: %s", os.path.abspath(config.chats_dir))
-    if config.token is None and not is_loopback(config.host):
-        log.warning(
-            "Listening on %s without a token: anyone who can reach this address can read and "
-            "change every chat. Set auth.token (or CHATPROXY_TOKEN).", config.host
-        )
+    for warning in security_warnings(config):
+        log.warning("%s", warning)
 
     tune_garbage_collector()
     stop = asyncio.Event()

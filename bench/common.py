@@ -49,12 +49,11 @@ def started(args: list[str], port: int, env: dict | None = None) -> Iterator[sub
     # Logs go to a file: an unread pipe fills up and blocks the server on its access log.
     log = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)
     process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=log)
+    failed = True
     try:
         wait_until_listening(port, process)
         yield process
-    except BaseException:
-        print(f"(server log: {log.name})", file=sys.stderr)
-        raise
+        failed = False
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -63,6 +62,10 @@ def started(args: list[str], port: int, env: dict | None = None) -> Iterator[sub
             process.kill()
             process.wait()
         log.close()
+        if failed:
+            print(f"(server log kept: {log.name})", file=sys.stderr)
+        else:
+            os.unlink(log.name)
 
 
 @contextmanager

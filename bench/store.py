@@ -80,22 +80,26 @@ async def listing_rows(upstream_port: int, count: int, warm_calls: int) -> list[
     ]
 
 
-async def turn_cost_rows(upstream_port: int, big: int, turns: int) -> list[tuple]:
+async def turn_cost_rows(upstream_port: int, sizes: list[int], turns: int) -> list[tuple]:
+    """The time of a whole one-token turn as the chat grows (two appends: question, reply)."""
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch:
         folder = Path(scratch) / "chats"
-        write_chats(folder, 1, big, prefix="big")
-        write_chats(folder, 1, 0, prefix="empty")
+        for size in sizes:
+            write_chats(folder, 1, size, prefix=f"size{size}")
+        costs = {}
         with chatproxy(upstream_port, str(folder)) as (port, _):
-            costs = {}
-            for name in ("empty-00000", "big-00000"):
+            for size in sizes:
                 times = []
                 for _ in range(turns):
-                    result = await http_stream(port, "PUT", "/chat", turn_body(name))
+                    result = await http_stream(port, "PUT", "/chat", turn_body(f"size{size}-00000"))
                     assert result.done
                     times.append(result.last_event_at - result.sent_at)
-                costs[name] = percentile(times, 0.5)
-    empty, full = costs["empty-00000"] * 1e3, costs["big-00000"] * 1e3
-    return [(f"PUT /chat turn on a {big:,}-message chat (ms)", f"{empty:.2f} (empty chat)", f"{full:.2f}", f"+{full - empty:.2f} ms per turn")]
+                costs[size] = percentile(times, 0.5) * 1e3
+    empty = costs[sizes[0]]
+    return [
+        (f"PUT /chat turn on a {size:,}-message chat, p50 (ms)", f"{empty:.2f} (empty chat)", f"{costs[size]:.2f}", f"+{costs[size] - empty:.2f} ms per turn")
+        for size in sizes[1:]
+    ]
 
 
 async def listing_under_load_rows(upstream_port: int, chats: int, streams: int) -> list[tuple]:
@@ -121,7 +125,7 @@ async def run(args) -> None:
     with fake_upstream() as upstream_port:
         for count in args.counts:
             rows += await listing_rows(upstream_port, count, args.warm_calls)
-        rows += await turn_cost_rows(upstream_port, args.big, args.turns)
+        rows += await turn_cost_rows(upstream_port, [0, *args.sizes], args.turns)
         rows += await listing_under_load_rows(upstream_port, args.counts[0], args.streams)
     print(table("chatproxy storage benchmark", rows))
 
@@ -130,8 +134,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts for a smoke run")
     args = parser.parse_args()
-    args.counts, args.warm_calls, args.big, args.turns, args.streams = (
-        ([200, 1000], 20, 500, 10, 20) if args.quick else ([1000, 10000], 100, 2000, 30, 100)
+    args.counts, args.warm_calls, args.sizes, args.turns, args.streams = (
+        ([200, 1000], 20, [100, 500], 10, 20) if args.quick else ([1000, 10000], 100, [500, 1000, 2000], 30, 100)
     )
     started = time.monotonic()
     asyncio.run(run(args))

@@ -103,3 +103,32 @@ def test_bad_value_stops_the_real_process_with_one_line_and_exit_2(project_root,
     lines = process.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("chatproxy: "), process.stderr
     assert "Traceback" not in process.stderr
+
+
+@pytest.mark.parametrize(
+    "host,token,warned",
+    [
+        ("localhost", None, False),
+        ("127.0.0.1", None, False),
+        ("::1", None, False),
+        ("0.0.0.0", None, True),
+        ("192.168.1.20", None, True),
+        ("chat.example.com", None, True),
+        ("0.0.0.0", "a-long-enough-token-123", False),
+    ],
+)
+def test_non_loopback_address_without_token_is_warned_about(host, token, warned):
+    from chatproxy import security_warnings
+
+    warnings = security_warnings(Config(host=host, token=token))
+    assert bool(warnings) == warned
+    assert all("token" in warning for warning in warnings)
+
+
+def test_token_is_never_shown_by_the_config():
+    config = load_config([], {"CHATPROXY_TOKEN": "super-secret-token-value"})
+    assert config.token == "super-secret-token-value"
+    assert "super-secret" not in repr(config)
+    with pytest.raises(ConfigError) as raised:
+        load_config([], {"CHATPROXY_TOKEN": "short-secret"})
+    assert "short-secret" not in str(raised.value)
