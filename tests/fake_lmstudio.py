@@ -97,6 +97,7 @@ class FakeLMStudio:
         self.closed_event = asyncio.Event()
         self.request_event = asyncio.Event()
         self.holding = asyncio.Event()  # a reply reached its hold point
+        self.on_request = None  # called with each chat completion body as it arrives
         self.models = [MODEL]
 
     def next_reply(self) -> Reply:
@@ -143,6 +144,8 @@ class CompletionsHandler(RequestHandler):
         if self.fake.record:
             self.fake.requests.append(body)
             self.fake.headers.append(dict(self.request.headers))
+        if self.fake.on_request is not None:
+            self.fake.on_request(body)
         self.fake.request_event.set()
         reply = reply_for_model(body.get("model")) or self.fake.next_reply()
         try:

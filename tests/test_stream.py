@@ -80,6 +80,19 @@ async def test_upstream_request_carries_model_history_and_settings(proxy, fake):
 
 
 @pytest.mark.gen_test
+async def test_user_message_is_on_disk_before_lm_studio_is_asked(proxy, fake, chats_dir):
+    on_disk_when_asked = []
+    fake.on_request = lambda body: on_disk_when_asked.append(json.loads((chats_dir / "demo.json").read_text())["messages"])
+    await create(proxy)
+    await turn(proxy, content="first")
+    await turn(proxy, content="second")
+    assert on_disk_when_asked == [
+        [{"role": "user", "content": "first"}],
+        [{"role": "user", "content": "first"}, {"role": "assistant", "content": "Hello, world!"}, {"role": "user", "content": "second"}],
+    ]
+
+
+@pytest.mark.gen_test
 async def test_usage_chunk_and_reasoning_deltas_are_relayed_not_stored(proxy, fake):
     fake.script.append(Reply(tokens=["Answer"], reasoning=["thinking", " hard"], usage=True))
     await create(proxy)
