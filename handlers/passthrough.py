@@ -69,7 +69,7 @@ class PassthroughHandler(RelayHandler):
         except ClientGone:
             return
         except UpstreamError as error:
-            self._note_failure(error)
+            self.note_failure(error)
             if not relayed:
                 raise ApiError(error.status, error.message) from None
             self.request.connection.close()  # a cut body must not end like a whole one

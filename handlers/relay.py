@@ -123,19 +123,20 @@ class RelayHandler(BaseHandler):
         except ClientGone:
             return None
         except UpstreamError as error:
-            self._note_failure(error)
+            self.note_failure(error)
             raise ApiError(error.status, error.message) from None
         self.upstream_ms = round(1000 * (call.head_at - call.started_at), 2)
         return call, status, upstream_headers
 
     async def relay_event_stream(
-        self, call: UpstreamCall, on_event: Callable[[Event], None] | None = None, require_done: bool = True
+        self, call: UpstreamCall, on_event: Callable[[Event], bool] | None = None, require_done: bool = True
     ) -> None:
         """Relay an event stream that LM Studio has started with 200.
 
-        ``on_event`` sees each event before it is written; it may raise UpstreamError to
-        end the stream (a reply that is not what LM Studio should send). With
-        ``require_done``, a stream that ends without ``data: [DONE]`` is a failure.
+        ``on_event`` sees each event before it is written; it returns true for an event
+        that ends the stream as ``[DONE]`` does, and raises UpstreamError to end it with an
+        error (a reply that is not what LM Studio should send). With ``require_done``, a
+        stream that ends without ``data: [DONE]`` is a failure.
         """
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
@@ -152,7 +153,7 @@ class RelayHandler(BaseHandler):
         except ClientGone:
             log.info("%s: client went away; upstream request closed", self.request.path)
         except UpstreamError as error:
-            self._note_failure(error)
+            self.note_failure(error)
             self._write_counted(encode_data(json.dumps({"error": {"message": error.message, "type": error.kind}})))
             await self._flush_quietly()
         finally:
@@ -167,12 +168,12 @@ class RelayHandler(BaseHandler):
             error = UpstreamError(502, f"LM Studio did not answer with an event stream ({content_type}): {detail}", "not_a_stream")
         else:
             error = UpstreamError(status if status >= 400 else 502, f"LM Studio answered {status}: {detail}", "http_error")
-        self._note_failure(error)
+        self.note_failure(error)
         return ApiError(error.status, error.message)
 
     # -- internals -------------------------------------------------------------------------
 
-    def _note_failure(self, error: UpstreamError) -> None:
+    def note_failure(self, error: UpstreamError) -> None:
         log.warning("%s: %s", self.request.path, error.message)
         self.services.metrics.upstream_errors.labels(error.kind).inc()
 
@@ -196,9 +197,11 @@ class RelayHandler(BaseHandler):
                     state.done = True
                     out.append(encode_event(event))
                     break
-                if state.on_event is not None:
-                    state.on_event(event)
+                last_word = state.on_event is not None and state.on_event(event)
                 out.append(encode_event(event))
+                if last_word:  # e.g. LM Studio's own in-stream error: nothing follows it
+                    state.done = True
+                    break
         except UpstreamError as error:
             call.abort(error)  # the events before it still go out
         if not out:
@@ -243,7 +246,7 @@ def _retrieve(future) -> None:
 class _RelayState:
     __slots__ = ("decoder", "done", "on_event", "started")
 
-    def __init__(self, on_event: Callable[[Event], None] | None) -> None:
+    def __init__(self, on_event: Callable[[Event], bool] | None) -> None:
         self.decoder = SSEDecoder()
         self.done = False
         self.started = False

@@ -35,8 +35,10 @@ class ReplyCollector:
 
     def __init__(self) -> None:
         self.pieces: list[str] = []
+        self.error: str | None = None
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: Event) -> bool:
+        """Keep the event's content; true when the event is LM Studio's last word."""
         try:
             chunk = orjson.loads(event.data)
         except ValueError:
@@ -44,16 +46,20 @@ class ReplyCollector:
         if not isinstance(chunk, dict):
             raise UpstreamError(502, "LM Studio sent an event that is not a JSON object", "bad_stream")
         if "error" in chunk:
-            # OpenAI's in-stream error; it is relayed as is, the stream ends without [DONE].
-            return
+            # OpenAI's in-stream error format (LM Studio 0.3.18+): relayed as it is, and
+            # nothing comes after it.
+            error = chunk["error"]
+            self.error = str(error.get("message", error) if isinstance(error, dict) else error)
+            return True
         choices = chunk.get("choices")
         if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-            return
+            return False
         delta = choices[0].get("delta")
         if isinstance(delta, dict):
             content = delta.get("content")
             if isinstance(content, str):
                 self.pieces.append(content)
+        return False
 
     @property
     def text(self) -> str:
@@ -88,6 +94,8 @@ class ChatTurnHandler(RelayHandler):
         if status != 200 or not is_event_stream(upstream_headers):
             raise await self.refusal(call, status, upstream_headers)
         await self.relay_event_stream(call, reply)
+        if reply.error is not None:
+            self.note_failure(UpstreamError(502, f"LM Studio reported an error mid-reply: {reply.error}", "in_stream"))
 
     async def _commit_reply(self, name: str, text: str) -> None:
         if not text:

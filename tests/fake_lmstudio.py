@@ -41,6 +41,7 @@ class Reply:
     hold_at: int = 0
     drop_after: int | None = None  # close the connection after this many tokens
     garbage: bytes | None = None  # sent after the first token instead of the rest
+    stream_error: str | None = None  # an OpenAI-style error event after the first token, then the end
     reasoning: list[str] = field(default_factory=list)  # reasoning_content deltas first
     usage: bool = False  # a final choices-less usage chunk
     content_type: str = "text/event-stream"
@@ -208,6 +209,9 @@ class CompletionsHandler(RequestHandler):
             await self._send(reply, data)
             if reply.garbage is not None:
                 await self._send(reply, reply.garbage)
+                return
+            if reply.stream_error is not None:
+                await self._send(reply, event_bytes({"error": {"message": reply.stream_error, "type": "server_error"}}))
                 return
             if reply.interval:
                 await asyncio.sleep(reply.interval)

@@ -192,6 +192,18 @@ async def test_non_sse_garbage_ends_with_error_event_and_keeps_partial(proxy, fa
 
 
 @pytest.mark.gen_test
+async def test_lm_studio_in_stream_error_is_relayed_once_and_partial_kept(proxy, fake, services):
+    fake.script.append(Reply(tokens=["Half", "way"], stream_error="Model crashed"))
+    await create(proxy)
+    result = await turn(proxy)
+    errors = [json.loads(d)["error"] for d in result.data if d.startswith('{"error"')]
+    assert errors == [{"message": "Model crashed", "type": "server_error"}]
+    assert "[DONE]" not in result.data
+    assert await messages(proxy) == [HI, {"role": "assistant", "content": "Half"}]
+    assert services.metrics.registry.get_sample_value("chatproxy_upstream_errors_total", {"kind": "in_stream"}) == 1
+
+
+@pytest.mark.gen_test
 @pytest.mark.config(idle_timeout=0.3)
 async def test_idle_upstream_is_ended_with_error_event(proxy, fake):
     fake.script.append(Reply(tokens=["Slow", "er"], hold=asyncio.Event(), hold_at=1))
