@@ -78,6 +78,7 @@ class RelayHandler(BaseHandler):
     _call: UpstreamCall | None = None
     _abort_reason: BaseException | None = None
     _streamed = False
+    _relayed_bytes = None
 
     def on_connection_close(self) -> None:
         self.abort_stream(ClientGone())
@@ -179,7 +180,9 @@ class RelayHandler(BaseHandler):
 
     def _write_counted(self, data: bytes) -> None:
         self.write(data)
-        self.services.metrics.relayed_bytes.labels(self.route).inc(len(data))
+        if self._relayed_bytes is None:  # looked up once: labels() is a locked dict lookup
+            self._relayed_bytes = self.services.metrics.relayed_bytes.labels(self.route)
+        self._relayed_bytes.inc(len(data))
 
     def _relay_piece(self, call: UpstreamCall, state: "_RelayState", piece: bytes, heartbeat: "_Heartbeat") -> Awaitable[None] | None:
         """Write the whole events ``piece`` completes; the hot path of every stream.

@@ -41,8 +41,11 @@ async def call(base_url: str, method: str, path: str, body=None, raw: bytes | No
     return Response(response.code, response.headers, response.body or b"")
 
 
-def assert_error(response: Response, status: int) -> str:
-    """Every error, from every route: the status, JSON, exactly {"status": "error", "message": str}."""
+def assert_error(response: "Response | Stream", status: int) -> str:
+    """Every error, from every route: the status, JSON, exactly {"status": "error", "message": str}.
+
+    Returns the message, for the caller to check what it says.
+    """
     assert response.status == status, (response.status, response.body)
     assert response.headers["Content-Type"].startswith("application/json")
     payload = response.json

@@ -132,3 +132,14 @@ def test_token_is_never_shown_by_the_config():
     with pytest.raises(ConfigError) as raised:
         load_config([], {"CHATPROXY_TOKEN": "short-secret"})
     assert "short-secret" not in str(raised.value)
+
+
+def test_every_setting_is_in_the_readme_reference(project_root):
+    from config import SETTINGS
+
+    readme = (project_root / "README.md").read_text()
+    for setting in SETTINGS:
+        assert f"`{setting.key}`" in readme, setting.key
+        for name in (setting.env, setting.flag):
+            if name:
+                assert f"`{name}`" in readme, name
