@@ -257,10 +257,6 @@ class UpstreamCall:
         self._abort_reason = reason
         self._upstream._client.abort(self._request, reason)
 
-    @property
-    def aborted(self) -> bool:
-        return self._abort_reason is not None
-
     # -- Tornado's side --------------------------------------------------------------------
 
     def _on_header_line(self, line: str) -> None:

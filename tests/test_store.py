@@ -12,7 +12,7 @@ import pytest
 from store import ChatCorrupt, ChatStore, InvalidChatName
 from store import files, index as index_module
 from store.names import file_name_for, name_for
-from tests.helpers import assert_error, call
+from tests.helpers import assert_error, call, wait_for
 
 ODD_NAMES = [
     "my chat",
@@ -213,3 +213,25 @@ async def test_lone_surrogate_in_a_message_is_stored_and_read_back(store):
     half = json.loads('"half an emoji: \\ud83d"')
     await store.append("emoji", [{"role": "assistant", "content": half}])
     assert (await store.get("emoji"))["messages"][0]["content"] == half
+
+
+@pytest.mark.gen_test
+async def test_keyed_locks_serve_in_arrival_order_and_are_dropped_when_unused():
+    from store.locks import KeyedLocks
+
+    locks = KeyedLocks()
+    order = []
+    gate = asyncio.Event()
+
+    async def take(key: str, number: int) -> None:
+        async with locks.hold(key):
+            order.append((key, number))
+            await gate.wait()
+
+    tasks = [asyncio.ensure_future(take("a", n)) for n in range(5)] + [asyncio.ensure_future(take("b", 0))]
+    await wait_for(lambda: len(order) == 2, what="the first holder of each key")
+    assert order == [("a", 0), ("b", 0)]  # one holder per key, other keys not blocked
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert [n for key, n in order if key == "a"] == [0, 1, 2, 3, 4]
+    assert len(locks) == 0
