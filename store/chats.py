@@ -39,7 +39,9 @@ class ChatStore:
     def open(self) -> None:
         """Create the folder if missing and clear temp files a killed process left. Blocking."""
         self._lock_dir.mkdir(parents=True, exist_ok=True)
-        files.remove_stale_temp_files(self.directory, self._lock_path)
+        files.remove_stale_temp_files(
+            self.directory, lambda file_name: self._lock_path(file_name.removesuffix(names.SUFFIX))
+        )
 
     def close(self) -> None:
         """Wait for writes in flight, so none is cut short at exit."""

@@ -12,7 +12,7 @@ import os
 import secrets
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 log = logging.getLogger("chatproxy.store")
 
@@ -102,14 +102,17 @@ def file_lock(lock_path: Path, blocking: bool = True) -> Iterator[bool]:
         os.close(fd)  # closing the descriptor releases the flock
 
 
-def remove_stale_temp_files(directory: Path, lock_path_for) -> int:
-    """Delete temp files left by a killed writer; a temp file whose lock is held is in use."""
+def remove_stale_temp_files(directory: Path, lock_path_for: Callable[[str], Path]) -> int:
+    """Delete temp files left by a killed writer; a temp file whose lock is held is in use.
+
+    ``lock_path_for`` maps the file name a temp file was meant to replace to its lock file.
+    """
     removed = 0
     for entry in os.scandir(directory):
         name = entry.name
         if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
             continue
-        target = name[1:].rsplit(".", 2)[0]  # ".{target}.{hex}.tmp" -> "{target}"
+        target = name[1:].rsplit(".", 2)[0]  # ".{target}.{hex}.tmp" -> "{target}", e.g. "x.json"
         with file_lock(lock_path_for(target), blocking=False) as locked:
             if locked:
                 with suppress(FileNotFoundError):

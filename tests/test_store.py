@@ -116,6 +116,22 @@ def test_leftover_temp_files_are_ignored_and_cleaned_at_open(tmp_path):
     assert (folder / "good.json").exists()
 
 
+def test_a_temp_file_another_writer_is_writing_is_not_cleaned_up(tmp_path):
+    folder = tmp_path / "chats"
+    ChatStore(folder).open()
+    (folder / "busy.json").write_text(json.dumps({"model": "m", "messages": []}))
+    in_progress = folder / ".busy.json.abcdef12.tmp"
+    in_progress.write_text('{"model": "m", "mess')
+    # Another process writing "busy" holds its lock (a second open file description
+    # conflicts with this one even inside one process).
+    with files.file_lock(folder / files.LOCK_DIR / "busy.lock"):
+        ChatStore(folder).open()
+        assert in_progress.exists()
+    ChatStore(folder).open()
+    assert not in_progress.exists()
+    assert sorted(os.listdir(folder / files.LOCK_DIR)) == ["busy.lock"]
+
+
 @pytest.mark.gen_test
 async def test_damaged_file_is_skipped_in_listing_named_on_get_and_never_overwritten(proxy, chats_dir, caplog):
     assert (await call(proxy, "POST", "/chat", {"name": "good", "model": "m"})).status == 200
