@@ -131,7 +131,7 @@ async def serve(config: Config) -> int:
     except asyncio.TimeoutError:
         log.warning("Some connections did not close in time")
     services.upstream.close()
-    services.store.close()  # waits for writes in flight
+    await asyncio.to_thread(services.store.close)  # waits for writes in flight
     log.info("Stopped")
     return 0
 

@@ -117,7 +117,7 @@ def _url(value: Any) -> str:
 
 def _origins(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
-        value = [part for part in value.split(",")]
+        value = value.split(",")
     if not isinstance(value, list) or not value:
         raise ValueError('expected a list of origins, e.g. ["*"] or ["http://localhost:5173"]')
     return tuple(_text(origin) for origin in value)
@@ -126,7 +126,7 @@ def _origins(value: Any) -> tuple[str, ...]:
 def _token(value: Any) -> str | None:
     token = _text(value)
     if len(token) < 16:
-        raise ValueError("expected a token of at least 16 characters") from None
+        raise ValueError("expected a token of at least 16 characters")
     return token
 
 

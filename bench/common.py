@@ -76,24 +76,56 @@ def fake_upstream() -> Iterator[int]:
 
 
 @contextmanager
-def chatproxy(upstream_port: int, chats_dir: str | None = None, *extra: str) -> Iterator[tuple[int, subprocess.Popen]]:
+def chatproxy(upstream_port: int, chats_dir: str | None = None) -> Iterator[tuple[int, subprocess.Popen]]:
     port = free_port()
     with tempfile.TemporaryDirectory() as scratch:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATPROXY_", "LM_STUDIO_URL", "CHATS_DIR"))}
         args = [
             "chatproxy.py", "--host", HOST, "--port", str(port),
             "--lm-studio-url", f"http://{HOST}:{upstream_port}",
-            "--chats-dir", chats_dir or os.path.join(scratch, "chats"), *extra,
+            "--chats-dir", chats_dir or os.path.join(scratch, "chats"),
         ]
-        env["CHATPROXY_CONFIG"] = _quiet_config(scratch)
+        env["CHATPROXY_CONFIG"] = _bench_config(scratch)
         with started(args, port, env) as process:
             yield port, process
 
 
-def _quiet_config(scratch: str) -> str:
+def _bench_config(scratch: str) -> str:
+    """Stop quickly when a benchmark ends."""
     path = os.path.join(scratch, "bench.toml")
     Path(path).write_text("[shutdown]\ngrace = 1\n")
     return path
+
+
+def request_bytes(method: str, path: str, body: dict | None = None) -> bytes:
+    payload = json.dumps(body).encode() if body is not None else b""
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
+    )
+
+
+async def http_call(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, float, bytes]:
+    """One request on a fresh connection, read to the end: (status, seconds, raw answer)."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    started = time.perf_counter()
+    writer.write(request_bytes(method, path, body))
+    data = await asyncio.wait_for(reader.read(), 30)
+    elapsed = time.perf_counter() - started
+    writer.close()
+    return int(data.split(b" ", 2)[1]), elapsed, data
+
+
+async def create_chats(port: int, names: list[str], model: str) -> None:
+    for start in range(0, len(names), 50):
+        answers = await asyncio.gather(
+            *(http_call(port, "POST", "/chat", {"name": n, "model": model}) for n in names[start : start + 50])
+        )
+        assert all(status == 200 for status, _, _ in answers), [a[0] for a in answers]
+
+
+def turn_body(name: str) -> dict:
+    return {"name": name, "message": {"role": "user", "content": "hi"}}
 
 
 @dataclass
@@ -110,13 +142,9 @@ class StreamResult:
 async def http_stream(port: int, method: str, path: str, body: dict, stamps: bool = False, timeout: float = 120) -> StreamResult:
     """One streamed request on a fresh connection; counts events as they arrive."""
     result = StreamResult()
-    payload = json.dumps(body).encode()
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
-        writer.write(
-            f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
-        )
+        writer.write(request_bytes(method, path, body))
         result.sent_at = time.monotonic()
         await asyncio.wait_for(_read_events(reader, result, stamps), timeout)
     finally:

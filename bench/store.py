@@ -17,8 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import chatproxy, fake_upstream, http_stream, percentile, table
-from bench.streams import create_chats, turn_body
+from bench.common import chatproxy, create_chats, fake_upstream, http_call, http_stream, percentile, table, turn_body
 from store import chatfile
 
 AN_HOUR_AGO = time.time() - 3600
@@ -44,20 +43,10 @@ def read_every_file(folder: Path) -> float:
     return time.perf_counter() - started
 
 
-async def get(port: int, path: str) -> tuple[int, float, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    started = time.perf_counter()
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-    data = await asyncio.wait_for(reader.read(), 30)
-    elapsed = time.perf_counter() - started
-    writer.close()
-    return int(data.split(b" ", 2)[1]), elapsed, data
-
-
 async def timed_gets(port: int, path: str, count: int) -> list[float]:
     times = []
     for _ in range(count):
-        status, elapsed, _ = await get(port, path)
+        status, elapsed, _ = await http_call(port, "GET", path)
         assert status == 200, status
         times.append(elapsed)
     return times
@@ -69,7 +58,7 @@ async def listing_rows(upstream_port: int, count: int, warm_calls: int) -> list[
         write_chats(folder, count, 20)
         naive = read_every_file(folder)
         with chatproxy(upstream_port, str(folder)) as (port, _):
-            status, cold, body = await get(port, "/chats")
+            status, cold, body = await http_call(port, "GET", "/chats")
             assert status == 200 and body.count(b'"id"') == count
             warm = await timed_gets(port, "/chats", warm_calls)
             one = await timed_gets(port, "/chat?name=chat-00000", warm_calls)
@@ -88,6 +77,7 @@ async def turn_cost_rows(upstream_port: int, sizes: list[int], turns: int) -> li
             write_chats(folder, 1, size, prefix=f"size{size}")
         costs = {}
         with chatproxy(upstream_port, str(folder)) as (port, _):
+            await http_stream(port, "PUT", "/chat", turn_body(f"size{sizes[0]}-00000"))  # warm-up, not counted
             for size in sizes:
                 times = []
                 for _ in range(turns):
@@ -109,12 +99,12 @@ async def listing_under_load_rows(upstream_port: int, chats: int, streams: int) 
         with chatproxy(upstream_port, str(folder)) as (port, _):
             names = [f"load-{i}" for i in range(streams)]
             await create_chats(port, names, "bench:tokens=50:interval=0.1")
-            await get(port, "/chats")
+            await http_call(port, "GET", "/chats")
             running = [asyncio.ensure_future(http_stream(port, "PUT", "/chat", turn_body(n))) for n in names]
             times = []
             deadline = time.monotonic() + 4
             while time.monotonic() < deadline and len(times) < 2000:
-                times.append((await get(port, "/chats"))[1])
+                times.append((await http_call(port, "GET", "/chats"))[1])
             results = await asyncio.gather(*running)
             assert all(r.done for r in results)
     return [(f"GET /chats ({chats:,} chats) while {streams} streams run (ms)", "", f"p50 {percentile(times, 0.5) * 1e3:.2f}", f"p99 {percentile(times, 0.99) * 1e3:.2f} ms")]

@@ -13,43 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 
 from bench.common import (
-    HOST,
     chatproxy,
     completion_body,
+    create_chats,
     fake_upstream,
     http_stream,
     percentile,
     process_memory,
     table,
+    turn_body,
 )
 
 COMPLETIONS = "/v1/chat/completions"
-
-
-async def http_call(port: int, method: str, path: str, body: dict) -> int:
-    reader, writer = await asyncio.open_connection(HOST, port)
-    payload = json.dumps(body).encode()
-    writer.write(
-        f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {len(payload)}\r\n"
-        f"Connection: close\r\n\r\n".encode() + payload
-    )
-    data = await asyncio.wait_for(reader.read(), 30)
-    writer.close()
-    return int(data.split(b" ", 2)[1])
-
-
-async def create_chats(port: int, names: list[str], model: str) -> None:
-    for start in range(0, len(names), 50):
-        statuses = await asyncio.gather(*(http_call(port, "POST", "/chat", {"name": n, "model": model}) for n in names[start : start + 50]))
-        assert all(status == 200 for status in statuses), statuses
-
-
-def turn_body(name: str) -> dict:
-    return {"name": name, "message": {"role": "user", "content": "hi"}}
 
 
 async def first_event_times(port: int, requests: list[tuple[str, str, dict]]) -> list[float]:

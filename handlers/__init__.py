@@ -7,8 +7,7 @@ from .chats import ChatHandler, ChatListHandler, MessageHandler
 from .health import HealthHandler
 from .metrics import Metrics, MetricsHandler
 from .passthrough import PassthroughHandler
-
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def routes(services: Services) -> list[tuple]:

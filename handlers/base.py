@@ -17,10 +17,11 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
+import jsonbytes
 from config import Config
 from store import (
     ChatCorrupt,
@@ -33,6 +34,10 @@ from store import (
 )
 
 from .upstream import Upstream
+
+if TYPE_CHECKING:  # these modules import this one
+    from .metrics import Metrics
+    from .relay import StreamRegistry
 
 log = logging.getLogger("chatproxy")
 
@@ -64,8 +69,8 @@ class Services:
     config: Config
     store: ChatStore
     upstream: Upstream
-    streams: Any  # relay.StreamRegistry
-    metrics: Any  # metrics.Metrics
+    streams: "StreamRegistry"
+    metrics: "Metrics"
     started_at: float = field(default_factory=time.monotonic)
 
 
@@ -151,7 +156,7 @@ class BaseHandler(RequestHandler):
     def send_json(self, payload: dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(payload, ensure_ascii=False).encode())
+        self.finish(jsonbytes.dumps(payload))
 
     def success(self, **fields: Any) -> None:
         self.send_json({"status": "success", **fields})
@@ -183,7 +188,7 @@ class BaseHandler(RequestHandler):
         else:
             message = self._reason
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps({"status": "error", "message": message}, ensure_ascii=False).encode())
+        self.finish(jsonbytes.dumps({"status": "error", "message": message}))
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, ChatCorrupt):

@@ -10,6 +10,7 @@ import time
 
 from .base import BaseHandler
 from .upstream import UpstreamError
+from .version import __version__
 
 UPSTREAM_CHECK_TIMEOUT_S = 1.5
 
@@ -19,8 +20,6 @@ class HealthHandler(BaseHandler):
     requires_token = False
 
     async def get(self) -> None:
-        from . import __version__
-
         upstream = self.services.upstream
         try:
             models = await upstream.list_models(UPSTREAM_CHECK_TIMEOUT_S)

@@ -48,11 +48,12 @@ class SSEDecoder:
         if b"\n" not in piece and b"\r" not in piece:
             self._partial += piece
             return []
-        self._partial += piece
-        buffered = bytes(self._partial)
-        lines = _LINE_END.split(buffered)
+        if self._partial:  # usually empty: LM Studio writes whole events
+            self._partial += piece
+            piece = bytes(self._partial)
+        lines = _LINE_END.split(piece)
         self._partial = bytearray(lines.pop())  # text after the last line end, maybe empty
-        self._after_cr = buffered.endswith(b"\r")
+        self._after_cr = piece.endswith(b"\r")
         events: list[Event] = []
         for raw in lines:
             event = self._line(raw.decode("utf-8", errors="replace"))

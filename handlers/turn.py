@@ -8,10 +8,11 @@ after another in arrival order (ChatStore.turn), so none interleaves or is lost.
 
 from __future__ import annotations
 
-import json
 import logging
 
 import orjson
+
+import jsonbytes
 
 from store import ChatNotFound
 
@@ -85,7 +86,7 @@ class ChatTurnHandler(RelayHandler):
                 await self._commit_reply(name, reply.text)
 
     async def _ask(self, chat: dict, reply: ReplyCollector) -> None:
-        body = json.dumps(_completion_request(chat), ensure_ascii=False).encode()
+        body = jsonbytes.dumps(_completion_request(chat))  # the whole history, every turn
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         opened = await self.open_upstream("POST", COMPLETIONS_PATH, body, headers)
         if opened is None:

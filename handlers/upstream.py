@@ -36,6 +36,7 @@ from tornado.simple_httpclient import (
 
 NO_LIMIT = 2**62
 ERROR_BODY_LIMIT = 64 * 1024
+MODEL_LIST_LIMIT = 1024 * 1024
 
 
 class UpstreamError(Exception):
@@ -149,7 +150,7 @@ class Upstream:
 
         async def answer() -> tuple[int, bytes]:
             status, _ = await call.head()
-            return status, await call.read_body(ERROR_BODY_LIMIT * 16)
+            return status, await call.read_body(MODEL_LIST_LIMIT)
 
         try:
             status, body = await asyncio.wait_for(answer(), timeout)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
+import jsonbytes
 
 from . import chatfile, names
 from .errors import ChatCorrupt
@@ -57,7 +57,7 @@ class ChatIndex:
         with self._lock:
             if self._listing is listing and self._listing_json is not None:
                 return self._listing_json
-        encoded = orjson.dumps(listing)
+        encoded = jsonbytes.dumps(listing)
         with self._lock:
             if self._listing is listing:
                 self._listing_json = encoded

@@ -24,7 +24,7 @@ async def start_server(project_root, clean_env, tmp_path, fake, **settings):
     port = free_port()
     config = tmp_path / "test.toml"
     lines = [
-        "[server]", f"host = \"127.0.0.1\"", f"port = {port}",
+        "[server]", "host = \"127.0.0.1\"", f"port = {port}",
         "[upstream]", f"url = \"{fake.url}\"",
         "[storage]", f"chats_dir = \"{tmp_path / 'chats'}\"",
     ]

@@ -93,6 +93,15 @@ async def test_user_message_is_on_disk_before_lm_studio_is_asked(proxy, fake, ch
 
 
 @pytest.mark.gen_test
+async def test_lone_surrogate_in_a_message_reaches_lm_studio_and_the_file(proxy, fake):
+    await create(proxy)
+    raw = b'{"name": "demo", "message": {"role": "user", "content": "half \\ud83d"}}'
+    assert (await call(proxy, "PUT", "/chat", raw=raw)).status == 200
+    assert fake.requests[-1]["messages"] == [{"role": "user", "content": "half \ud83d"}]
+    assert (await messages(proxy))[0]["content"] == "half \ud83d"
+
+
+@pytest.mark.gen_test
 async def test_usage_chunk_and_reasoning_deltas_are_relayed_not_stored(proxy, fake):
     fake.script.append(Reply(tokens=["Answer"], reasoning=["thinking", " hard"], usage=True))
     await create(proxy)
