@@ -14,8 +14,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import random
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,10 @@ if TYPE_CHECKING:  # these modules import this one
     from .relay import StreamRegistry
 
 log = logging.getLogger("chatproxy")
+
+# Request ids need to be unique, not secret: a seeded PRNG costs no system call per request
+# (uuid4 reads the kernel's random source each time).
+_request_ids = random.Random()
 
 STORE_ERROR_STATUS = {
     InvalidChatName: 400,
@@ -121,7 +125,7 @@ class BaseHandler(RequestHandler):
 
     def set_default_headers(self) -> None:
         if not hasattr(self, "request_id"):
-            self.request_id = uuid.uuid4().hex
+            self.request_id = f"{_request_ids.getrandbits(128):032x}"
         self.set_header("X-Request-Id", self.request_id)
         origins = self.settings["cors_origins"]
         origin = self.request.headers.get("Origin")

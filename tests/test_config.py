@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -143,3 +144,14 @@ def test_every_setting_is_in_the_readme_reference(project_root):
         for name in (setting.env, setting.flag):
             if name:
                 assert f"`{name}`" in readme, name
+
+
+def test_runs_on_uvloop_where_installed_and_on_asyncio_without(monkeypatch):
+    from chatproxy import run_event_loop
+
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert run_event_loop(loop_module()).startswith("uvloop")
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed: import fails
+    assert run_event_loop(loop_module()).startswith("asyncio")
