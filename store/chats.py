@@ -30,7 +30,10 @@ IO_THREADS = 8
 class ChatStore:
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = Path(directory)
-        self._lock_dir = self.directory / files.LOCK_DIR
+        # Plain strings inside: paths are built for every operation, and pathlib's are slow.
+        self._dir = os.fspath(self.directory)
+        self._lock_dir = os.path.join(self._dir, files.LOCK_DIR)
+        self._dir_fd: int | None = None  # kept open for the folder fsync after each write
         self._pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="chatstore")
         self._file_locks = KeyedLocks()
         self._turn_locks = KeyedLocks()
@@ -38,7 +41,8 @@ class ChatStore:
 
     def open(self) -> None:
         """Create the folder if missing and clear temp files a killed process left. Blocking."""
-        self._lock_dir.mkdir(parents=True, exist_ok=True)
+        os.makedirs(self._lock_dir, exist_ok=True)
+        self._dir_fd = os.open(self._dir, os.O_RDONLY | os.O_CLOEXEC)
         files.remove_stale_temp_files(
             self.directory, lambda file_name: self._lock_path(file_name.removesuffix(names.SUFFIX))
         )
@@ -46,6 +50,9 @@ class ChatStore:
     def close(self) -> None:
         """Wait for writes in flight, so none is cut short at exit."""
         self._pool.shutdown(wait=True)
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
 
     async def is_writable(self) -> bool:
         return await self._run(os.access, self.directory, os.W_OK)
@@ -116,11 +123,11 @@ class ChatStore:
         with files.file_lock(self._lock_path(stem)):
             return function(*args)
 
-    def _lock_path(self, stem: str) -> Path:
-        return self._lock_dir / f"{stem}.lock"
+    def _lock_path(self, stem: str) -> str:
+        return f"{self._lock_dir}/{stem}.lock"
 
-    def _path(self, file_name: str) -> Path:
-        return self.directory / file_name
+    def _path(self, file_name: str) -> str:
+        return f"{self._dir}/{file_name}"
 
     def _read(self, name: str, file_name: str) -> dict:
         data = files.read_bytes(self._path(file_name))
@@ -129,11 +136,11 @@ class ChatStore:
         return chatfile.decode(name, file_name, data)
 
     def _write(self, file_name: str, chat: dict) -> None:
-        files.write_atomic(self._path(file_name), chatfile.encode(chat))
-        self._index.record(file_name, chat)
+        stat = files.write_atomic(self._path(file_name), chatfile.encode(chat), self._dir_fd)
+        self._index.record(file_name, chat, stat)
 
     def _create_sync(self, name: str, file_name: str, chat: dict) -> dict:
-        if self._path(file_name).exists():
+        if os.path.exists(self._path(file_name)):
             raise ChatExists(name)
         self._write(file_name, chat)
         return chat
@@ -146,7 +153,7 @@ class ChatStore:
         return result
 
     def _delete_sync(self, name: str, file_name: str) -> None:
-        if not files.unlink(self._path(file_name)):
+        if not files.unlink(self._path(file_name), self._dir_fd):
             raise ChatNotFound(name)
         self._index.forget(file_name)
         # Held by us; waiters notice the unlinked inode and retry (files.file_lock).

@@ -76,12 +76,9 @@ class ChatIndex:
                 return self._listing
         return self._rescan(dir_mtime_ns)
 
-    def record(self, file_name: str, chat: dict) -> None:
-        """Our own write: remember its summary, so the next scan need not read it back."""
-        try:
-            stat = os.stat(self._dir / file_name)
-        except FileNotFoundError:
-            return
+    def record(self, file_name: str, chat: dict, stat: os.stat_result) -> None:
+        """Our own write (``stat`` is the new file's): remember its summary, so the next
+        scan need not read it back."""
         with self._lock:
             self._entries[file_name] = _Entry(stat.st_mtime_ns, stat.st_size, _summary(file_name, chat))
             self._listing = self._listing_json = None

@@ -102,6 +102,34 @@ def test_injected_failure_mid_write_keeps_the_old_file(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["chat.json"]  # no temp file left behind
 
 
+def test_write_atomic_returns_the_new_files_stat(tmp_path):
+    target = tmp_path / "chat.json"
+    target.write_bytes(b"old")
+    stat = files.write_atomic(target, b"new content", None)
+    now = os.stat(target)
+    assert (stat.st_ino, stat.st_size, stat.st_mtime_ns) == (now.st_ino, now.st_size, now.st_mtime_ns)
+    assert target.read_bytes() == b"new content"
+
+
+def test_read_bytes_reads_to_the_end_through_short_reads(tmp_path, monkeypatch):
+    target = tmp_path / "chat.json"
+    target.write_bytes(b"0123456789" * 10)
+    real_read = os.read
+    monkeypatch.setattr(files.os, "read", lambda fd, size: real_read(fd, min(size, 7)))
+    assert files.read_bytes(target) == b"0123456789" * 10
+    assert files.read_bytes(tmp_path / "missing.json") is None
+
+
+def test_a_temp_file_our_writer_left_is_cleaned_at_open(tmp_path):
+    folder = tmp_path / "chats"
+    ChatStore(folder).open()
+    leftover = files.temp_path_for(folder / "chat.json")  # the name a killed write leaves
+    open(leftover, "wb").close()
+    assert files.temp_path_for(folder / "chat.json") != leftover
+    ChatStore(folder).open()
+    assert not os.path.exists(leftover)
+
+
 def test_leftover_temp_files_are_ignored_and_cleaned_at_open(tmp_path):
     folder = tmp_path / "chats"
     store = ChatStore(folder)
