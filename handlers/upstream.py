@@ -9,8 +9,13 @@ Abort: Tornado's AsyncHTTPClient has no public cancel, and cancelling the future
 ``fetch()`` leaves the socket open, so LM Studio keeps generating. AbortableHTTPClient keeps
 hold of each request's connection and ends it through the connection's own error path,
 which closes the socket (or, while still connecting, closes it as soon as it connects).
-This leans on SimpleAsyncHTTPClient internals that are stable across Tornado 6.x; the
-tests "abort closes the upstream" catch a change.
+
+Reading: the body's chunked framing is decoded by chunked.py, one await per network read,
+instead of Tornado's reader (three awaits per chunk, and it loses the chunks that arrive
+together with the connection's close).
+
+Both lean on SimpleAsyncHTTPClient and HTTP1Connection internals that are stable across
+Tornado 6.x; the tests "abort closes the upstream" and "drop mid-reply" catch a change.
 """
 
 from __future__ import annotations
