@@ -24,7 +24,7 @@ from handlers import Metrics, NotFoundHandler, Services, __version__, routes
 from handlers.relay import SHUTTING_DOWN, StreamRegistry
 from handlers.upstream import Upstream
 from logs import configure_logging, log_request
-from store import ChatStore
+from store import ChatStore, StoreError
 
 log = logging.getLogger("chatproxy")
 
@@ -51,7 +51,7 @@ def make_app(services: Services) -> Application:
 
 
 def make_services(config: Config) -> Services:
-    store = ChatStore(config.chats_dir)
+    store = ChatStore(config.chats_dir, config.log_format)
     store.open()
     upstream = Upstream(
         config.lm_studio_url,
@@ -101,6 +101,7 @@ def security_warnings(config: Config) -> list[str]:
 
 async def serve(config: Config) -> int:
     services = make_services(config)
+    await services.store.start()
     # Bodies over the limit are answered 413 by the handlers (they see Content-Length
     # first); this connection-level limit only stops a chunked body that never ends.
     server = HTTPServer(make_app(services), max_body_size=config.max_body_size, xheaders=False)
@@ -132,7 +133,7 @@ async def serve(config: Config) -> int:
     except asyncio.TimeoutError:
         log.warning("Some connections did not close in time")
     services.upstream.close()
-    await asyncio.to_thread(services.store.close)  # waits for writes in flight
+    await services.store.close()  # waits for writes in flight
     log.info("Stopped")
     return 0
 
@@ -157,8 +158,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     raise_open_file_limit()
     try:
         return run_event_loop(serve(config))
-    except OSError as error:
-        # e.g. the port is taken, or the chats folder cannot be created
+    except (OSError, StoreError) as error:
+        # e.g. the port is taken, the chats folder cannot be created, the store's worker fails
         print(f"chatproxy: {error}", file=sys.stderr)
         return 1
 

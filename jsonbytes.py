@@ -16,6 +16,14 @@ import orjson
 _INDENTED = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
 
 
+def loads(data: bytes) -> object:
+    """What ``dumps`` wrote, including the ``\\uXXXX`` escapes orjson refuses to read."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
 def dumps(value: object, indent: bool = False) -> bytes:
     try:
         return orjson.dumps(value, option=_INDENTED if indent else 0)

@@ -26,6 +26,7 @@ from bench.common import (
     table,
     turn_body,
 )
+from tests.helpers import child_pids
 
 COMPLETIONS = "/v1/chat/completions"
 
@@ -71,6 +72,7 @@ async def many_streams(port: int, requests: list[tuple[str, str, dict]], pid: in
     figures = {"failed": len(results) - len(good), "p50": percentile(delays, 0.5), "p99": percentile(delays, 0.99), "events": len(delays)}
     if pid:
         figures.update(process_memory(pid), max_threads=max(threads or [0]))
+        figures["worker_VmHWM"] = sum(process_memory(child)["VmHWM"] for child in child_pids(pid))
     return figures
 
 
@@ -117,6 +119,8 @@ async def measure(route: Route, direct_port: int, proxy_pid: int, args, label: s
         rows.append((f"{label}: {n} streams: delay per event {name} (ms)", f"{d:.2f}", f"{p:.2f}", f"+{p - d:.2f} ms added"))
     rows.append((f"{label}: {n} streams: server peak RSS (MB)", "", f"{proxy_many['VmHWM'] / 1024:.0f}", f"idle before: {base_memory['VmRSS'] / 1024:.0f} MB"))
     rows.append((f"{label}: {n} streams: server threads (max)", "", str(proxy_many["max_threads"]), "no thread per stream"))
+    if proxy_many["worker_VmHWM"]:
+        rows.append((f"{label}: {n} streams: store worker peak RSS (MB)", "", f"{proxy_many['worker_VmHWM'] / 1024:.0f}", "the file-writing process"))
     return rows
 
 

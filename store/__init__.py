@@ -7,6 +7,7 @@ from .errors import (
     ChatNotFound,
     InvalidChatName,
     MessageIndexError,
+    StorageFailure,
     StoreError,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "ChatNotFound",
     "InvalidChatName",
     "MessageIndexError",
+    "StorageFailure",
     "StoreError",
 ]

@@ -34,3 +34,7 @@ class MessageIndexError(StoreError):
         super().__init__(
             f"Message index {index} is out of range: the chat has {count} messages"
         )
+
+
+class StorageFailure(StoreError):
+    """A file operation failed for a reason that is not the request's (disk full, worker gone)."""

@@ -15,7 +15,6 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import jsonbytes
 
@@ -41,7 +40,7 @@ class _Entry:
 
 
 class ChatIndex:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: str | os.PathLike) -> None:
         self._dir = directory
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()

@@ -58,7 +58,7 @@ def services(config, io_loop):
     services = make_services(config)
     yield services
     services.upstream.close()
-    services.store.close()
+    io_loop.run_sync(services.store.close)
 
 
 @pytest.fixture

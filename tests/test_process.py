@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tests.fake_lmstudio import MODEL, Reply
-from tests.helpers import call, stream, wait_for
+from tests.helpers import call, child_pids, has_exited, stream, wait_for
 
 
 def free_port() -> int:
@@ -133,9 +133,12 @@ async def test_sigkill_during_writes_and_streams_leaves_every_file_whole(project
     writers = [asyncio.ensure_future(writer(n)) for n in range(4)]
     try:
         await wait_for(lambda: len(acknowledged) >= 20 and len(fake.requests) >= 10, timeout=30, what="traffic")
+        [store_worker] = child_pids(process.pid)
         process.kill()  # SIGKILL, mid-write and mid-stream
         await process.wait()
         await asyncio.gather(*writers)
+        # Its stdin closed, the store's worker finishes the writes it had and exits.
+        await wait_for(lambda: has_exited(store_worker), what="the orphaned store worker to exit")
     finally:
         await stop(process)
     folder = tmp_path / "chats"

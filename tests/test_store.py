@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import signal
 from urllib.parse import quote
 
 import pytest
 
 from store import ChatCorrupt, ChatStore, InvalidChatName
 from store import files, index as index_module
+from store.folder import ChatFolder
 from store.names import file_name_for, name_for
-from tests.helpers import assert_error, call, wait_for
+from tests.helpers import assert_error, call, has_exited, wait_for
 
 ODD_NAMES = [
     "my chat",
@@ -132,13 +135,13 @@ def test_a_temp_file_our_writer_left_is_cleaned_at_open(tmp_path):
 
 def test_leftover_temp_files_are_ignored_and_cleaned_at_open(tmp_path):
     folder = tmp_path / "chats"
-    store = ChatStore(folder)
-    store.open()
+    chat_folder = ChatFolder(folder)
+    chat_folder.open()
     (folder / "good.json").write_text(json.dumps({"model": "m", "messages": []}))
     leftover = folder / ".good.json.deadbeef.tmp"
     leftover.write_text('{"model": "half')
-    assert [chat["name"] for chat in store._index.listing()] == ["good"]
-    store.close()
+    assert [chat["name"] for chat in chat_folder.listing()] == ["good"]
+    chat_folder.close()
     ChatStore(folder).open()
     assert not leftover.exists()
     assert (folder / "good.json").exists()
@@ -161,14 +164,14 @@ def test_a_temp_file_another_writer_is_writing_is_not_cleaned_up(tmp_path):
 
 
 @pytest.mark.gen_test
-async def test_damaged_file_is_skipped_in_listing_named_on_get_and_never_overwritten(proxy, chats_dir, caplog):
+async def test_damaged_file_is_skipped_in_listing_named_on_get_and_never_overwritten(proxy, chats_dir, capfd):
     assert (await call(proxy, "POST", "/chat", {"name": "good", "model": "m"})).status == 200
     damaged = {"bad.json": b'{"model": "m", "messages": [', "notachat.json": b'["a list"]', "latin.json": b"\xff\xfe"}
     for file_name, data in damaged.items():
         (chats_dir / file_name).write_bytes(data)
     listing = await call(proxy, "GET", "/chats")
     assert [chat["name"] for chat in listing.json["chats"]] == ["good"]
-    assert "Skipping bad.json" in caplog.text
+    assert "Skipping bad.json" in capfd.readouterr().err  # logged by the store's worker process
     message = assert_error(await call(proxy, "GET", "/chat?name=bad"), 500)
     assert "bad.json is not valid JSON" in message
     assert "does not hold a JSON object" in assert_error(await call(proxy, "GET", "/chat?name=notachat"), 500)
@@ -211,8 +214,8 @@ async def test_index_follows_files_added_removed_and_edited_behind_its_back(prox
 
 def test_warm_listing_reads_no_file_and_a_new_file_is_seen(tmp_path, monkeypatch):
     folder = tmp_path / "chats"
-    store = ChatStore(folder)
-    store.open()
+    chat_folder = ChatFolder(folder)
+    chat_folder.open()
     for i in range(50):
         (folder / f"chat{i:02}.json").write_text(json.dumps({"model": "m", "messages": []}))
     old = 1_000_000_000
@@ -220,19 +223,19 @@ def test_warm_listing_reads_no_file_and_a_new_file_is_seen(tmp_path, monkeypatch
     reads = []
     real = index_module._read_summary
     monkeypatch.setattr(index_module, "_read_summary", lambda *a: reads.append(a) or real(*a))
-    assert len(store._index.listing()) == 50 and len(reads) == 50
-    assert len(store._index.listing()) == 50 and len(reads) == 50  # warm: nothing read
+    assert len(chat_folder.listing()) == 50 and len(reads) == 50
+    assert len(chat_folder.listing()) == 50 and len(reads) == 50  # warm: nothing read
     (folder / "new.json").write_text(json.dumps({"model": "m", "messages": []}))
-    assert len(store._index.listing()) == 51 and len(reads) == 51  # only the new file read
-    store.close()
+    assert len(chat_folder.listing()) == 51 and len(reads) == 51  # only the new file read
+    chat_folder.close()
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path, io_loop):
     chat_store = ChatStore(tmp_path / "chats")
     chat_store.open()
     yield chat_store
-    chat_store.close()
+    io_loop.run_sync(chat_store.close)
 
 
 @pytest.mark.gen_test
@@ -241,6 +244,14 @@ async def test_many_concurrent_changes_lose_nothing(store):
     await asyncio.gather(*(store.append("busy", [{"role": "user", "content": str(i)}]) for i in range(100)))
     chat = await store.get("busy")
     assert sorted(int(m["content"]) for m in chat["messages"]) == list(range(100))
+
+
+@pytest.mark.gen_test
+async def test_requests_that_arrive_while_the_worker_starts_are_all_answered(store):
+    assert store.worker_pid is None  # started by the first request
+    created = await asyncio.gather(*(store.create(f"c{i}", "m", 0.7, -1) for i in range(20)))
+    assert [chat["model"] for chat in created] == ["m"] * 20
+    assert len(await store.list_chats()) == 20
 
 
 @pytest.mark.gen_test
@@ -279,3 +290,53 @@ async def test_keyed_locks_serve_in_arrival_order_and_are_dropped_when_unused():
     await asyncio.gather(*tasks)
     assert [n for key, n in order if key == "a"] == [0, 1, 2, 3, 4]
     assert len(locks) == 0
+
+
+# -- the worker process --------------------------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_a_killed_worker_is_replaced_and_loses_nothing_stored(store, caplog):
+    await store.create("kept", "m", 0.7, -1)
+    first = store.worker_pid
+    os.kill(first, signal.SIGKILL)
+    await wait_for(lambda: store.worker_pid is None, what="the worker's death noticed")
+    assert "The storage worker stopped (exit code -9)" in caplog.text
+    assert (await store.get("kept"))["model"] == "m"
+    assert store.worker_pid not in (None, first)
+
+
+@pytest.mark.gen_test
+async def test_a_request_open_when_the_worker_dies_fails_with_a_clear_error(proxy, services):
+    await call(proxy, "GET", "/chats")  # the worker is running
+    worker = services.store.worker_pid
+    os.kill(worker, signal.SIGSTOP)  # it reads no more requests
+    try:
+        pending = asyncio.ensure_future(call(proxy, "POST", "/chat", {"name": "lost", "model": "m"}))
+        await wait_for(lambda: len(services.store._file_locks) == 1, what="the request sent to the worker")
+    finally:
+        os.kill(worker, signal.SIGKILL)
+    message = assert_error(await pending, 500)
+    assert "storage worker stopped" in message and "may not have been saved" in message
+    assert (await call(proxy, "POST", "/chat", {"name": "lost", "model": "m"})).status == 200  # a new worker
+
+
+@pytest.mark.gen_test
+async def test_worker_outlives_sigterm_and_sigint_at_low_priority_and_stops_when_closed(store):
+    await store.create("a", "m", 0.7, -1)
+    worker = store.worker_pid
+    for signum in (signal.SIGTERM, signal.SIGINT):  # a Ctrl-C or a service manager signals the whole group
+        os.kill(worker, signum)
+    assert (await store.get("a"))["model"] == "m" and store.worker_pid == worker
+    assert os.getpriority(os.PRIO_PROCESS, worker) > os.getpriority(os.PRIO_PROCESS, 0)
+    await store.close()
+    assert has_exited(worker)
+
+
+@pytest.mark.gen_test
+async def test_a_failing_disk_answers_500_saying_so(proxy, chats_dir):
+    assert (await call(proxy, "GET", "/chats")).status == 200
+    shutil.rmtree(chats_dir)
+    chats_dir.write_text("not a folder any more")
+    message = assert_error(await call(proxy, "POST", "/chat", {"name": "x", "model": "m"}), 500)
+    assert message.startswith("Storage failed:") and "Not a directory" in message
