@@ -17,7 +17,9 @@ _INDENTED = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
 
 
 def loads(data: bytes) -> object:
-    """What ``dumps`` wrote, including the ``\\uXXXX`` escapes orjson refuses to read."""
+    """What ``dumps`` wrote, including the ``\\uXXXX`` escapes orjson refuses to read; what
+    orjson refuses is decided (and its error raised) by the standard library, which also
+    reads NaN and Infinity as older files may hold them."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-import orjson
-
 import jsonbytes
 
 from .errors import ChatCorrupt
@@ -35,16 +33,11 @@ def new_chat(model: str, temperature: float, max_tokens: int) -> dict:
 
 def decode(name: str, file_name: str, data: bytes) -> dict:
     try:
-        chat = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        # orjson is stricter than the standard library (NaN, Infinity): let the standard
-        # library decide, and word the error.
-        try:
-            chat = json.loads(data)
-        except UnicodeDecodeError:
-            raise ChatCorrupt(name, file_name, "is not UTF-8 text") from None
-        except json.JSONDecodeError as error:
-            raise ChatCorrupt(name, file_name, f"is not valid JSON ({error})") from None
+        chat = jsonbytes.loads(data)  # the standard library's verdict where orjson refuses
+    except UnicodeDecodeError:
+        raise ChatCorrupt(name, file_name, "is not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise ChatCorrupt(name, file_name, f"is not valid JSON ({error})") from None
     if not isinstance(chat, dict):
         raise ChatCorrupt(name, file_name, "does not hold a JSON object")
     if not isinstance(chat.get("messages"), list):
