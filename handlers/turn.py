@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 
-import orjson
-
 import jsonbytes
 
 from store import ChatNotFound
@@ -41,7 +39,7 @@ class ReplyCollector:
     def __call__(self, event: Event) -> bool:
         """Keep the event's content; true when the event is LM Studio's last word."""
         try:
-            chunk = orjson.loads(event.data)
+            chunk = jsonbytes.loads(event.data)  # a lone surrogate escape too: orjson refuses it
         except ValueError:
             raise UpstreamError(502, "LM Studio sent an event that is not JSON", "bad_stream") from None
         if not isinstance(chunk, dict):

@@ -74,7 +74,9 @@ def chunk(delta: dict, finish_reason: str | None = None, created: int = 0) -> di
 def event_bytes(payload: dict | str, crlf: bool = False) -> bytes:
     data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
     end = "\r\n" if crlf else "\n"
-    return f"data: {data}{end}{end}".encode()
+    # A lone surrogate (half an emoji, a token boundary inside a pair) goes out as a \uXXXX
+    # escape, as LM Studio's JSON.stringify writes it.
+    return f"data: {data}{end}{end}".encode("utf-8", "backslashreplace")
 
 
 def cut_pieces(stream: bytes, how: str) -> list[bytes]:

@@ -102,6 +102,15 @@ async def test_lone_surrogate_in_a_message_reaches_lm_studio_and_the_file(proxy,
 
 
 @pytest.mark.gen_test
+async def test_lone_surrogate_in_a_streamed_token_is_relayed_and_stored(proxy, fake):
+    fake.script.append(Reply(tokens=["half an emoji: ", "\ud83d", "!"]))
+    await create(proxy)
+    result = await turn(proxy)
+    assert result.data[-1] == "[DONE]"
+    assert (await messages(proxy))[-1] == {"role": "assistant", "content": "half an emoji: \ud83d!"}
+
+
+@pytest.mark.gen_test
 async def test_usage_chunk_and_reasoning_deltas_are_relayed_not_stored(proxy, fake):
     fake.script.append(Reply(tokens=["Answer"], reasoning=["thinking", " hard"], usage=True))
     await create(proxy)
