@@ -46,7 +46,7 @@ class MetricsHandler(BaseHandler):
 
     async def get(self) -> None:
         metrics = self.services.metrics
-        metrics.chats_stored.set(len(await self.store.list_chats()))
+        metrics.chats_stored.set(await self.store.count_chats())
         metrics.active_streams.set(len(self.services.streams))
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(generate_latest(metrics.registry))

@@ -14,8 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from . import chatfile, names
-from .folder import ChatFolder
+from . import chatfile, files, names
 from .locks import KeyedLocks
 from .worker import StoreWorker
 
@@ -28,14 +27,10 @@ class ChatStore:
         self._turn_locks = KeyedLocks()
 
     def open(self) -> None:
-        """Create the folder if missing and clear temp files a killed process left.
-
-        Blocking, at start-up, in this process: a folder that cannot be created stops the
-        server with a clear message instead of failing each request.
-        """
-        folder = ChatFolder(self.directory)
-        folder.open()
-        folder.close()
+        """Create the folder if missing. Blocking, at start-up, in this process: a folder that
+        cannot be created stops the server with a clear message. The worker, as it starts,
+        clears the temp files a killed process left (ChatFolder.open)."""
+        os.makedirs(os.path.join(self.directory, files.LOCK_DIR), exist_ok=True)
 
     async def start(self) -> None:
         """Start the worker process now (the server does, so no request waits for it)."""
@@ -54,8 +49,9 @@ class ChatStore:
 
     # -- reads -----------------------------------------------------------------------------
 
-    async def list_chats(self) -> list[dict]:
-        return await self._worker.call("listing")
+    async def count_chats(self) -> int:
+        """How many good chats the folder holds (the listing is counted where it is kept)."""
+        return await self._worker.call("count")
 
     async def list_chats_json(self) -> bytes:
         """The listing as a JSON array, cached between changes: 10,000 chats are ~1 MB."""

@@ -42,6 +42,9 @@ class ChatFolder:
     def listing(self) -> list[dict]:
         return self._index.listing()
 
+    def count(self) -> int:
+        return len(self.listing())
+
     def listing_json(self) -> bytes:
         """The listing as a JSON array, cached between changes: 10,000 chats are ~1 MB."""
         return self._index.listing_json()

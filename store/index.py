@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import jsonbytes
 
-from . import chatfile, names
+from . import chatfile, files, names
 from .errors import ChatCorrupt
 
 log = logging.getLogger("chatproxy.store")
@@ -127,11 +127,11 @@ def _summary(file_name: str, chat: dict) -> dict:
 
 def _read_summary(path: str, file_name: str) -> dict | None:
     name = names.name_for(file_name)
+    data = files.read_bytes(path)
+    if data is None:
+        return None  # removed since the folder was listed
     try:
-        with open(path, "rb") as file:
-            chat = chatfile.decode(name, file_name, file.read())
-    except FileNotFoundError:
-        return None
+        chat = chatfile.decode(name, file_name, data)
     except ChatCorrupt as error:
         log.warning("Skipping %s in the listing: %s", file_name, error)
         return None

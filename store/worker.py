@@ -56,7 +56,7 @@ STOP_TIMEOUT_S = 30
 MAX_ANSWER = 1 << 31  # beyond any chat or listing: the stream is out of step
 
 OPERATIONS = {
-    "listing": ChatFolder.listing,
+    "count": ChatFolder.count,
     "listing_json": ChatFolder.listing_json,
     "read": ChatFolder.read,
     "is_writable": ChatFolder.is_writable,

@@ -123,13 +123,20 @@ def test_read_bytes_reads_to_the_end_through_short_reads(tmp_path, monkeypatch):
     assert files.read_bytes(tmp_path / "missing.json") is None
 
 
+def open_folder(folder) -> None:
+    """What the store's worker does as it starts."""
+    chat_folder = ChatFolder(folder)
+    chat_folder.open()
+    chat_folder.close()
+
+
 def test_a_temp_file_our_writer_left_is_cleaned_at_open(tmp_path):
     folder = tmp_path / "chats"
-    ChatStore(folder).open()
+    open_folder(folder)
     leftover = files.temp_path_for(folder / "chat.json")  # the name a killed write leaves
     open(leftover, "wb").close()
     assert files.temp_path_for(folder / "chat.json") != leftover
-    ChatStore(folder).open()
+    open_folder(folder)
     assert not os.path.exists(leftover)
 
 
@@ -142,23 +149,23 @@ def test_leftover_temp_files_are_ignored_and_cleaned_at_open(tmp_path):
     leftover.write_text('{"model": "half')
     assert [chat["name"] for chat in chat_folder.listing()] == ["good"]
     chat_folder.close()
-    ChatStore(folder).open()
+    open_folder(folder)
     assert not leftover.exists()
     assert (folder / "good.json").exists()
 
 
 def test_a_temp_file_another_writer_is_writing_is_not_cleaned_up(tmp_path):
     folder = tmp_path / "chats"
-    ChatStore(folder).open()
+    open_folder(folder)
     (folder / "busy.json").write_text(json.dumps({"model": "m", "messages": []}))
     in_progress = folder / ".busy.json.abcdef12.tmp"
     in_progress.write_text('{"model": "m", "mess')
     # Another process writing "busy" holds its lock (a second open file description
     # conflicts with this one even inside one process).
     with files.file_lock(folder / files.LOCK_DIR / "busy.lock"):
-        ChatStore(folder).open()
+        open_folder(folder)
         assert in_progress.exists()
-    ChatStore(folder).open()
+    open_folder(folder)
     assert not in_progress.exists()
     assert sorted(os.listdir(folder / files.LOCK_DIR)) == ["busy.lock"]
 
@@ -251,7 +258,7 @@ async def test_requests_that_arrive_while_the_worker_starts_are_all_answered(sto
     assert store.worker_pid is None  # started by the first request
     created = await asyncio.gather(*(store.create(f"c{i}", "m", 0.7, -1) for i in range(20)))
     assert [chat["model"] for chat in created] == ["m"] * 20
-    assert len(await store.list_chats()) == 20
+    assert await store.count_chats() == 20
 
 
 @pytest.mark.gen_test
