@@ -100,7 +100,7 @@ class ChatTurnHandler(RelayHandler):
         if not text:
             return
         try:
-            await self.store.append(name, [{"role": "assistant", "content": text}])
+            await self.store.add(name, [{"role": "assistant", "content": text}])
         except ChatNotFound:
             log.warning("Chat '%s' was deleted during its turn; the reply was not stored", name)
 

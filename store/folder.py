@@ -66,12 +66,12 @@ class ChatFolder:
 
         return self._locked(name, create)
 
-    def append(self, name: str, messages: list[dict]) -> dict:
+    def append(self, name: str, messages: list[dict], return_chat: bool = True) -> dict | None:
         """Append ``messages`` to the chat as it is on disk now; returns the updated chat."""
 
-        def add(chat: dict) -> dict:
+        def add(chat: dict) -> dict | None:
             chat["messages"].extend(messages)
-            return chat
+            return chat if return_chat else None
 
         return self._update(name, add)
 
