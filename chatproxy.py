@@ -21,8 +21,8 @@ from tornado.web import Application
 
 from config import Config, ConfigError, load_config
 from handlers import Metrics, NotFoundHandler, Services, __version__, routes
-from handlers.relay import SHUTTING_DOWN, StreamRegistry
-from handlers.upstream import Upstream
+from handlers.streams import SHUTTING_DOWN, StreamRegistry
+from lmstudio import Upstream
 from logs import configure_logging, log_request
 from store import ChatStore, StoreError
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from .base import NotFoundHandler, Services
+from .base import NotFoundHandler
 from .chats import ChatHandler, ChatListHandler, MessageHandler
-from .health import HealthHandler
-from .metrics import Metrics, MetricsHandler
+from .metrics import Metrics
+from .monitoring import HealthHandler, MetricsHandler
 from .passthrough import PassthroughHandler
+from .services import Services
 from .version import __version__
 
 

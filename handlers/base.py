@@ -15,67 +15,21 @@ import hmac
 import json
 import logging
 import random
-import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 import jsonbytes
-from config import Config
-from store import (
-    ChatCorrupt,
-    ChatExists,
-    ChatNotFound,
-    ChatStore,
-    InvalidChatName,
-    MessageIndexError,
-    StoreError,
-)
+from store import ChatCorrupt, StoreError
 
-from .upstream import Upstream
-
-if TYPE_CHECKING:  # these modules import this one
-    from .metrics import Metrics
-    from .relay import StreamRegistry
+from .errors import ApiError, status_for_store_error
+from .services import Services
 
 log = logging.getLogger("chatproxy")
 
 # Request ids need to be unique, not secret: a seeded PRNG costs no system call per request
 # (uuid4 reads the kernel's random source each time).
 _request_ids = random.Random()
-
-STORE_ERROR_STATUS = {
-    InvalidChatName: 400,
-    MessageIndexError: 400,
-    ChatNotFound: 404,
-    ChatExists: 409,
-    ChatCorrupt: 500,
-}
-
-
-class ApiError(HTTPError):
-    """An error whose ``message`` is meant for the client."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.message = message
-        self.headers = headers or {}
-
-    def __str__(self) -> str:
-        return f"{self.status_code}: {self.message}"
-
-
-@dataclass
-class Services:
-    """What handlers need, handed to each through ``initialize`` from the route table."""
-
-    config: Config
-    store: ChatStore
-    upstream: Upstream
-    streams: "StreamRegistry"
-    metrics: "Metrics"
-    started_at: float = field(default_factory=time.monotonic)
 
 
 @stream_request_body
@@ -169,11 +123,7 @@ class BaseHandler(RequestHandler):
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
-        for error_type, status in STORE_ERROR_STATUS.items():
-            if isinstance(error, error_type):
-                status_code = status
-                break
-        super().send_error(status_code, **kwargs)
+        super().send_error(status_for_store_error(error) or status_code, **kwargs)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]

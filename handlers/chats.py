@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from . import params
-from .base import ApiError, BaseHandler
+from .base import BaseHandler
+from .errors import ApiError
 from .turn import ChatTurnHandler
 
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics: what is counted, and GET /metrics that shows it.
+"""Prometheus metrics: what is counted (GET /metrics, in monitoring.py, shows it).
 
 One registry per app (not the process-wide default), so each app, and each test, counts
 for itself.
@@ -6,9 +6,7 @@ for itself.
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
-from .base import BaseHandler
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 STREAM_SECONDS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 FIRST_TOKEN_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -40,13 +38,3 @@ class Metrics:
         )
         self.chats_stored = Gauge("chatproxy_chats_stored", "Chats in the chats folder", registry=r)
 
-
-class MetricsHandler(BaseHandler):
-    route = "/metrics"
-
-    async def get(self) -> None:
-        metrics = self.services.metrics
-        metrics.chats_stored.set(await self.store.count_chats())
-        metrics.active_streams.set(len(self.services.streams))
-        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(generate_latest(metrics.registry))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ApiError
+from .errors import ApiError
 
 MESSAGE_ROLES = ("user", "system", "assistant", "tool")
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from tornado.httputil import HTTPHeaders
 
-from .base import ApiError
+from lmstudio import ClientGone, UpstreamError
+
+from .errors import ApiError
 from .relay import RelayHandler, is_event_stream
-from .upstream import ClientGone, UpstreamError
 
 # RFC 9110 section 7.6.1, plus what Tornado computes for us (Host, Content-Length) and what
 # would make LM Studio compress what we must parse (Accept-Encoding).

@@ -21,54 +21,13 @@ from typing import Awaitable, Callable
 from tornado.httputil import HTTPHeaders
 from tornado.iostream import StreamClosedError
 
-from .base import ApiError, BaseHandler
-from .sse import KEEP_ALIVE, Event, SSEDecoder, encode_data, encode_event
-from .upstream import ClientGone, UpstreamCall, UpstreamError, error_message_from_body
+from lmstudio import ClientGone, UpstreamCall, UpstreamError, error_message_from_body
+from lmstudio.sse import KEEP_ALIVE, Event, SSEDecoder, encode_data, encode_event
+
+from .base import BaseHandler
+from .errors import ApiError
 
 log = logging.getLogger("chatproxy.stream")
-
-SHUTTING_DOWN = UpstreamError(503, "chatproxy is shutting down; the reply was cut short", "shutdown")
-
-
-class StreamRegistry:
-    """The streaming requests in progress: for the concurrency limit and for shutdown."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.closing = False
-        self._handlers: set[RelayHandler] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def __len__(self) -> int:
-        return len(self._handlers)
-
-    def enter(self, handler: "RelayHandler") -> None:
-        if self.closing:
-            raise ApiError(503, "chatproxy is shutting down", {"Retry-After": "5"})
-        if len(self._handlers) >= self.limit:
-            raise ApiError(
-                503, f"Too many concurrent streams ({self.limit}); try again shortly", {"Retry-After": "1"}
-            )
-        self._handlers.add(handler)
-        self._idle.clear()
-
-    def leave(self, handler: "RelayHandler") -> None:
-        self._handlers.discard(handler)
-        if not self._handlers:
-            self._idle.set()
-
-    async def wait_idle(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
-
-    def abort_all(self, reason: BaseException) -> None:
-        for handler in list(self._handlers):
-            handler.abort_stream(reason)
-
 
 def is_event_stream(headers: HTTPHeaders) -> bool:
     return headers.get("Content-Type", "").startswith("text/event-stream")
@@ -84,7 +43,7 @@ class RelayHandler(BaseHandler):
         self.abort_stream(ClientGone())
 
     def abort_stream(self, reason: BaseException) -> None:
-        """End this request's stream, now or as soon as it starts. Only signals: upstream.py closes."""
+        """End this request's stream, now or as soon as it starts. Only signals: lmstudio.client closes."""
         if self._abort_reason is None:
             self._abort_reason = reason
         if self._call is not None:

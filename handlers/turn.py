@@ -14,11 +14,12 @@ import jsonbytes
 
 from store import ChatNotFound
 
+from lmstudio import UpstreamError
+from lmstudio.sse import Event
+
 from . import params
-from .base import ApiError
+from .errors import ApiError
 from .relay import RelayHandler, is_event_stream
-from .sse import Event
-from .upstream import UpstreamError
 
 log = logging.getLogger("chatproxy.turn")
 

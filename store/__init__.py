@@ -6,8 +6,10 @@ from .errors import (
     ChatExists,
     ChatNotFound,
     InvalidChatName,
+    InvalidChatValue,
     MessageIndexError,
     StorageFailure,
+    StorageFull,
     StoreError,
 )
 
@@ -17,7 +19,9 @@ __all__ = [
     "ChatExists",
     "ChatNotFound",
     "InvalidChatName",
+    "InvalidChatValue",
     "MessageIndexError",
     "StorageFailure",
+    "StorageFull",
     "StoreError",
 ]

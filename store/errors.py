@@ -9,6 +9,10 @@ class InvalidChatName(StoreError):
     pass
 
 
+class InvalidChatValue(StoreError):
+    """A value the chat cannot hold (a message index that is not there, a bad import item)."""
+
+
 class ChatNotFound(StoreError):
     def __init__(self, name: str) -> None:
         super().__init__(f"Chat '{name}' not found")
@@ -38,3 +42,7 @@ class MessageIndexError(StoreError):
 
 class StorageFailure(StoreError):
     """A file operation failed for a reason that is not the request's (disk full, worker gone)."""
+
+
+class StorageFull(StorageFailure):
+    """The disk (or the user's quota) is full: nothing was changed."""

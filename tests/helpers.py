@@ -13,7 +13,7 @@ from tornado.httputil import HTTPHeaders
 from tornado.iostream import StreamClosedError
 from tornado.tcpclient import TCPClient
 
-from handlers.sse import Event, SSEDecoder
+from lmstudio.sse import Event, SSEDecoder
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tornado.httputil import HTTPInputError
 
-from handlers.chunked import MAX_LINE, ChunkedDecoder
+from lmstudio.chunked import MAX_LINE, ChunkedDecoder
 
 LIMIT = 1 << 20
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.sse import Event, SSEDecoder, encode_event
+from lmstudio.sse import Event, SSEDecoder, encode_event
 
 
 def decode(pieces: list[bytes]) -> list[Event]:

@@ -1,6 +1,7 @@
-"""GET /health: is LM Studio reachable, can chats be written; 200 when all is well, else 503.
+"""GET /health and GET /metrics.
 
-Never needs the token (load balancers and uptime checks call it) and answers within about
+/health: is LM Studio reachable, can chats be written; 200 when all is well, else 503. It
+never needs the token (load balancers and uptime checks call it) and answers within about
 two seconds whatever LM Studio does.
 """
 
@@ -8,8 +9,11 @@ from __future__ import annotations
 
 import time
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from lmstudio import UpstreamError
+
 from .base import BaseHandler
-from .upstream import UpstreamError
 from .version import __version__
 
 UPSTREAM_CHECK_TIMEOUT_S = 1.5
@@ -39,3 +43,14 @@ class HealthHandler(BaseHandler):
             report["upstream"]["error"] = problem
         self.set_header("Cache-Control", "no-store")
         self.send_json(report, 200 if report["status"] == "ok" else 503)
+
+
+class MetricsHandler(BaseHandler):
+    route = "/metrics"
+
+    async def get(self) -> None:
+        metrics = self.services.metrics
+        metrics.chats_stored.set(await self.store.count_chats())
+        metrics.active_streams.set(len(self.services.streams))
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(metrics.registry))

@@ -1,6 +1,6 @@
 """HTTP/1.1 chunked transfer coding, decoded incrementally: bytes in, payload out.
 
-Pure code, no Tornado; upstream.py reads LM Studio's replies with it (RFC 9112, 7.1).
+Pure code, no Tornado; lmstudio/client.py reads LM Studio's replies with it (RFC 9112, 7.1).
 
 Why not Tornado's own reader: it awaits three reads per chunk (size line, data, CRLF), and
 LM Studio sends one chunk per token, so at a thousand streams those awaits are a good part

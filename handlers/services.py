@@ -1,0 +1,23 @@
+"""Services: what handlers need, handed to each through ``initialize`` from the route table."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from config import Config
+from lmstudio import Upstream
+from store import ChatStore
+
+from .metrics import Metrics
+from .streams import StreamRegistry
+
+
+@dataclass
+class Services:
+    config: Config
+    store: ChatStore
+    upstream: Upstream
+    streams: StreamRegistry
+    metrics: Metrics
+    started_at: float = field(default_factory=time.monotonic)
