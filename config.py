@@ -39,6 +39,7 @@ class Config:
     cors_origins: tuple[str, ...] = ("*",)
     max_body_size: int = 10 * 1024 * 1024
     max_message_size: int = 1_000_000
+    max_import_size: int = 1024 * 1024 * 1024
     token: str | None = field(default=None, repr=False)  # never printed, never logged
     log_format: str = "text"
 
@@ -159,6 +160,7 @@ SETTINGS = (
     Setting("cors_origins", "cors.allowed_origins", _origins),
     Setting("max_body_size", "limits.max_body_size", _positive_integer),
     Setting("max_message_size", "limits.max_message_size", _positive_integer),
+    Setting("max_import_size", "limits.max_import_size", _positive_integer),
     Setting("token", "auth.token", _token, "CHATPROXY_TOKEN"),
     Setting("log_format", "log.format", _log_format, "CHATPROXY_LOG_FORMAT"),
 )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from .base import NotFoundHandler
+from .branches import BranchesHandler, BranchHandler, RegenerateHandler
 from .chats import ChatHandler, ChatListHandler, MessageHandler
 from .metrics import Metrics
 from .monitoring import HealthHandler, MetricsHandler
 from .passthrough import PassthroughHandler
 from .services import Services
+from .transfer import ChatExportHandler, ChatsExportHandler, ImportHandler
 from .version import __version__
 
 
@@ -15,8 +17,14 @@ def routes(services: Services) -> list[tuple]:
     args = {"services": services}
     return [
         (r"/chats", ChatListHandler, args),
+        (r"/chats/export", ChatsExportHandler, args),
+        (r"/chats/import", ImportHandler, args),
         (r"/chat", ChatHandler, args),
         (r"/chat/message", MessageHandler, args),
+        (r"/chat/regenerate", RegenerateHandler, args),
+        (r"/chat/branches", BranchesHandler, args),
+        (r"/chat/branch", BranchHandler, args),
+        (r"/chat/export", ChatExportHandler, args),
         (r"/v1/(.*)", PassthroughHandler, args),
         (r"/health", HealthHandler, args),
         (r"/metrics", MetricsHandler, args),

@@ -27,6 +27,9 @@ from .services import Services
 
 log = logging.getLogger("chatproxy")
 
+# Deeper JSON is no chat, and would reach the recursion limits of the JSON encoders.
+MAX_JSON_DEPTH = 64
+
 # Request ids need to be unique, not secret: a seeded PRNG costs no system call per request
 # (uuid4 reads the kernel's random source each time).
 _request_ids = random.Random()
@@ -56,12 +59,19 @@ class BaseHandler(RequestHandler):
             expected = f"Bearer {self.config.token}"
             if not hmac.compare_digest(presented.encode(), expected.encode()):
                 raise ApiError(401, "A valid 'Authorization: Bearer <token>' header is required", {"WWW-Authenticate": "Bearer"})
+        if self.body_limit != self.config.max_body_size:
+            self.request.connection.set_max_body_size(self.body_limit)
         length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > self.config.max_body_size:
+        if length is not None and length.isdigit() and int(length) > self.body_limit:
             raise self._too_large()
 
+    @property
+    def body_limit(self) -> int:
+        """The largest body this route takes (``limits.max_body_size``; imports take more)."""
+        return self.config.max_body_size
+
     def data_received(self, chunk: bytes) -> None:
-        if len(self._body) + len(chunk) > self.config.max_body_size:
+        if len(self._body) + len(chunk) > self.body_limit:
             self._body_too_large = True  # a chunked body without Content-Length
         elif not self._body_too_large:
             self._body += chunk
@@ -73,7 +83,7 @@ class BaseHandler(RequestHandler):
         return bytes(self._body)
 
     def _too_large(self) -> ApiError:
-        return ApiError(413, f"Request body is larger than the limit of {self.config.max_body_size} bytes")
+        return ApiError(413, f"Request body is larger than the limit of {self.body_limit} bytes")
 
     # -- CORS and the request id -----------------------------------------------------------
 
@@ -88,7 +98,7 @@ class BaseHandler(RequestHandler):
         elif origin in origins:
             self.set_header("Access-Control-Allow-Origin", origin)
             self.add_header("Vary", "Origin")
-        self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
         self.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization")
         self.set_header("Access-Control-Expose-Headers", "X-Request-Id, Retry-After")
         self.set_header("Access-Control-Max-Age", "600")
@@ -107,9 +117,44 @@ class BaseHandler(RequestHandler):
             parsed = json.loads(body)
         except (UnicodeDecodeError, ValueError) as error:
             raise ApiError(400, f"Request body is not valid JSON: {error}") from None
+        except RecursionError:
+            parsed = None
         if not isinstance(parsed, dict):
             raise ApiError(400, "Request body must be a JSON object")
+        if _depth_over(parsed, MAX_JSON_DEPTH):
+            raise ApiError(400, f"Request body is nested more than {MAX_JSON_DEPTH} levels deep")
         return parsed
+
+    def text_argument(self, key: str) -> str | None:
+        """The last ``?key=`` exactly as sent (None if absent). Not get_query_argument: it
+        turns control characters into spaces, and a name must reach the store as it was."""
+        values = self.request.query_arguments.get(key)
+        if not values:
+            return None
+        try:
+            return values[-1].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, f"'{key}' is not valid UTF-8") from None
+
+    def integer_argument(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.text_argument(key)
+        if value is None:
+            return default
+        if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+            raise ApiError(400, f"'{key}' must be a whole number from {low} to {high}")
+        return int(value)
+
+    def chat_name_argument(self) -> str:
+        """``?name=`` as in the original server; a JSON body's ``name`` also works (DELETE)."""
+        name = self.text_argument("name")
+        if name is None and self.body:
+            name = self.json_body().get("name")
+            if not isinstance(name, str):
+                raise ApiError(400, "'name' must be a string")
+        if not name:
+            raise ApiError(400, "'name' is required (?name=...)")
+        self.log_chat = name
+        return name
 
     def send_json(self, payload: dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
@@ -163,3 +208,18 @@ class NotFoundHandler(BaseHandler):
         super().prepare()
         if self.request.method != "OPTIONS":
             raise ApiError(404, f"No route for {self.request.method} {self.request.path}")
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests containers more than ``limit`` deep (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return False

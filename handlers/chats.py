@@ -5,25 +5,35 @@ from __future__ import annotations
 from . import params
 from .base import BaseHandler
 from .errors import ApiError
-from .turn import ChatTurnHandler
+from .turn import TurnHandler
+
+SEARCH_LIMIT = 50
+SEARCH_LIMIT_MAX = 500
 
 
 class ChatListHandler(BaseHandler):
+    """GET /chats: every chat; with ``?q=words``, the chats that hold them, best first."""
+
     route = "/chats"
 
     async def get(self) -> None:
+        query = self.text_argument("q")
+        if query is not None and query.strip():
+            limit = self.integer_argument("limit", SEARCH_LIMIT, 1, SEARCH_LIMIT_MAX)
+            self.success(chats=await self.store.search(query, limit))
+            return
         chats = await self.store.list_chats_json()
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(b'{"status": "success", "chats": ' + chats + b"}")
 
 
-class ChatHandler(ChatTurnHandler):
-    """GET, POST and DELETE /chat here; PUT /chat (the streamed turn) in turn.py."""
+class ChatHandler(TurnHandler):
+    """GET, POST, PATCH and DELETE /chat; PUT /chat, the streamed turn."""
 
     route = "/chat"
 
     async def get(self) -> None:
-        self.success(chat=await self.store.get(self._name_argument()))
+        self.success(chat=await self.store.get(self.chat_name_argument()))
 
     async def post(self) -> None:
         body = self.json_body()
@@ -36,29 +46,37 @@ class ChatHandler(ChatTurnHandler):
         )
         self.success(message=f"Chat '{name}' created", chat=chat)
 
+    async def put(self) -> None:
+        body = self.json_body()
+        name = params.text(body, "name")
+        message = params.message(body, self.config.max_message_size)
+        await self.stream_turn(name, {"append": message})
+
+    async def patch(self) -> None:
+        """Rename and change settings: ``{name, new_name?, model?, temperature?, max_tokens?,
+        system_prompt?}``. Waits for a running turn on the chat, like turns do."""
+        body = self.json_body()
+        name = self.log_chat = params.text(body, "name")
+        new_name = params.optional_text(body, "new_name")
+        changes = params.settings(body, self.config.max_message_size)
+        if new_name is None and not changes:
+            raise ApiError(400, "Nothing to change: give 'new_name', 'model', 'temperature', 'max_tokens' or 'system_prompt'")
+        async with self.store.turn(name):
+            chat = await self.store.update_settings(name, changes) if changes else await self.store.get(name)
+            if new_name is not None and new_name != name:
+                await self.store.rename(name, new_name)
+                name = new_name
+        self.success(message=f"Chat '{name}' updated", name=name, chat=chat)
+
     async def delete(self) -> None:
-        name = self._name_argument()
+        name = self.chat_name_argument()
         await self.store.delete(name)
         self.success(message=f"Chat '{name}' deleted")
 
-    def _name_argument(self) -> str:
-        """``?name=`` as in the original server; a JSON body's ``name`` also works for DELETE."""
-        # Not get_query_argument: it turns control characters into spaces, and a name must
-        # reach the store exactly as it was created.
-        values = self.request.query_arguments.get("name")
-        try:
-            name = values[-1].decode("utf-8") if values else None
-        except UnicodeDecodeError:
-            raise ApiError(400, "'name' is not valid UTF-8") from None
-        if name is None and self.body:
-            return params.text(self.json_body(), "name")
-        if not name:
-            raise ApiError(400, "'name' is required (?name=...)")
-        self.log_chat = name
-        return name
 
+class MessageHandler(TurnHandler):
+    """DELETE /chat/message removes one; PUT edits one (``rerun``: and asks for a new reply)."""
 
-class MessageHandler(BaseHandler):
     route = "/chat/message"
 
     async def delete(self) -> None:
@@ -67,3 +85,15 @@ class MessageHandler(BaseHandler):
         index = params.integer(body, "index")
         removed = await self.store.remove_message(name, index)
         self.success(message=f"Message at index {index} deleted", removed_message=removed)
+
+    async def put(self) -> None:
+        body = self.json_body()
+        name = self.log_chat = params.text(body, "name")
+        index = params.index(body)
+        content = params.content(body, "content", self.config.max_message_size)
+        if params.flag(body, "rerun"):
+            await self.stream_turn(name, {"rerun": [index, content]})
+            return
+        async with self.store.turn(name):
+            chat = await self.store.edit_message(name, index, content)
+        self.success(message=f"Message at index {index} edited", chat=chat)

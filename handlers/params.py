@@ -20,6 +20,27 @@ def text(body: dict[str, Any], key: str) -> str:
     return value
 
 
+def optional_text(body: dict[str, Any], key: str) -> str | None:
+    return text(body, key) if body.get(key) is not None else None
+
+
+def content(body: dict[str, Any], key: str, max_size: int) -> str:
+    """Message text: a string (it may be empty) within ``limits.max_message_size``."""
+    value = body.get(key)
+    if not isinstance(value, str):
+        raise ApiError(400, f"'{key}' must be a string")
+    if len(value) > max_size:
+        raise ApiError(413, f"'{key}' is longer than the limit of {max_size} characters")
+    return value
+
+
+def flag(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise ApiError(400, f"'{key}' must be true or false")
+    return value
+
+
 def number(body: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
     value = body.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
@@ -36,11 +57,35 @@ def integer(body: dict[str, Any], key: str, default: int | None = None) -> int:
     return value
 
 
+def index(body: dict[str, Any], key: str = "index") -> int:
+    value = integer(body, key)
+    if value < 0:
+        raise ApiError(400, f"'{key}' must not be negative")
+    return value
+
+
 def max_tokens(body: dict[str, Any]) -> int:
     value = integer(body, "max_tokens", -1)
     if value < -1 or value == 0:
         raise ApiError(400, "'max_tokens' must be -1 (no limit) or a positive integer")
     return value
+
+
+def settings(body: dict[str, Any], max_size: int) -> dict[str, Any]:
+    """The chat settings PATCH /chat may change: only those the body names."""
+    changes: dict[str, Any] = {}
+    if "model" in body:
+        changes["model"] = text(body, "model")
+    if "temperature" in body:
+        changes["temperature"] = number(body, "temperature", 0.7, 0, 2)
+    if "max_tokens" in body:
+        changes["max_tokens"] = max_tokens(body)
+    if "system_prompt" in body:
+        prompt = body["system_prompt"]
+        if prompt is not None:
+            prompt = content(body, "system_prompt", max_size)
+        changes["system_prompt"] = prompt or None  # "" or null: no system prompt
+    return changes
 
 
 def message(body: dict[str, Any], max_size: int) -> dict[str, Any]:

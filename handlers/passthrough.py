@@ -44,10 +44,11 @@ class PassthroughHandler(RelayHandler):
         self.take_stream_slot()
         upstream_path = "/v1/" + path + (f"?{self.request.query}" if self.request.query else "")
         body = self.body if self.request.method in ("POST", "PUT", "PATCH") else None
-        opened = await self.open_upstream(self.request.method, upstream_path, body, self._headers_to_send())
-        if opened is None:
+        call = self.start_upstream(self.request.method, upstream_path, body, self._headers_to_send())
+        head = await self.upstream_head(call)
+        if head is None:
             return
-        call, status, headers = opened
+        status, headers = head
         if status == 200 and is_event_stream(headers):
             # No [DONE] rule: /v1/responses ends with an event of its own.
             await self.relay_event_stream(call, require_done=False)

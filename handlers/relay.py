@@ -66,18 +66,20 @@ class RelayHandler(BaseHandler):
 
     # -- the steps -------------------------------------------------------------------------
 
-    async def open_upstream(
-        self, method: str, path: str, body: bytes | None, headers: dict
-    ) -> tuple[UpstreamCall, int, HTTPHeaders] | None:
-        """Send the request; return once LM Studio has sent its status and headers.
-
-        None when the client left meanwhile. A failure to reach LM Studio is an ApiError
-        (nothing has been sent to the client yet).
-        """
+    def start_upstream(self, method: str, path: str, body: bytes | None, headers: dict) -> UpstreamCall:
+        """Send the request to LM Studio now; the client leaving from here on aborts it."""
         call = self.services.upstream.open(method, path, body, headers)
         self._call = call
         if self._abort_reason is not None:
             call.abort(self._abort_reason)
+        return call
+
+    async def upstream_head(self, call: UpstreamCall) -> tuple[int, HTTPHeaders] | None:
+        """LM Studio's status and headers, once it has sent them.
+
+        None when the client left meanwhile. A failure to reach LM Studio is an ApiError
+        (nothing has been sent to the client yet).
+        """
         try:
             status, upstream_headers = await call.head()
         except ClientGone:
@@ -86,7 +88,7 @@ class RelayHandler(BaseHandler):
             self.note_failure(error)
             raise ApiError(error.status, error.message) from None
         self.upstream_ms = round(1000 * (call.head_at - call.started_at), 2)
-        return call, status, upstream_headers
+        return status, upstream_headers
 
     async def relay_event_stream(
         self, call: UpstreamCall, on_event: Callable[[Event], bool] | None = None, require_done: bool = True

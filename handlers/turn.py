@@ -1,9 +1,15 @@
-"""PUT /chat: one turn of a conversation, streamed and then persisted.
+"""The streamed turn: PUT /chat, POST /chat/regenerate, PUT /chat/message with ``rerun``.
 
-The turn's single commit rule: the user's message is on disk before LM Studio is asked;
-the assistant's reply (complete, or the part the client saw when the stream was cut) is
-appended exactly once, in ``finally``, whatever ended the stream. Turns on one chat run one
-after another in arrival order (ChatStore.turn), so none interleaves or is lost.
+The turn's commit rules:
+- the chat's change (the user's message, or the reply set aside as an alternative) is
+  written while LM Studio is already asked: both start together, and nothing is relayed to
+  the client until the write is durable. If it fails, the request to LM Studio is closed
+  and the client gets the storage error. (With a real model the write hides behind prompt
+  processing.)
+- the assistant's reply (complete, or the part the client saw when the stream was cut) is
+  appended exactly once, in ``finally``, whatever ended the stream.
+Turns on one chat run one after another in arrival order (ChatStore.turn), so none
+interleaves or is lost.
 """
 
 from __future__ import annotations
@@ -11,106 +17,83 @@ from __future__ import annotations
 import logging
 
 import jsonbytes
+from lmstudio import ReplyCollector, UpstreamError
+from store import ChatNotFound, StoreError
 
-from store import ChatNotFound
-
-from lmstudio import UpstreamError
-from lmstudio.sse import Event
-
-from . import params
 from .errors import ApiError
 from .relay import RelayHandler, is_event_stream
 
 log = logging.getLogger("chatproxy.turn")
 
 COMPLETIONS_PATH = "/v1/chat/completions"
+REQUEST_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+# What of a stored message LM Studio is sent: never our own keys (reasoning, timings...).
+UPSTREAM_MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
 
 
-class ReplyCollector:
-    """Accumulates ``choices[0].delta.content`` of chat.completion.chunk events.
-
-    Keeps a list of pieces (joined once at the end), so a long reply costs no copy per
-    event. Chunks without choices (usage) and reasoning deltas are relayed but not kept.
-    """
-
-    def __init__(self) -> None:
-        self.pieces: list[str] = []
-        self.error: str | None = None
-
-    def __call__(self, event: Event) -> bool:
-        """Keep the event's content; true when the event is LM Studio's last word."""
-        try:
-            chunk = jsonbytes.loads(event.data)  # a lone surrogate escape too: orjson refuses it
-        except ValueError:
-            raise UpstreamError(502, "LM Studio sent an event that is not JSON", "bad_stream") from None
-        if not isinstance(chunk, dict):
-            raise UpstreamError(502, "LM Studio sent an event that is not a JSON object", "bad_stream")
-        if "error" in chunk:
-            # OpenAI's in-stream error format (LM Studio 0.3.18+): relayed as it is, and
-            # nothing comes after it.
-            error = chunk["error"]
-            self.error = str(error.get("message", error) if isinstance(error, dict) else error)
-            return True
-        choices = chunk.get("choices")
-        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-            return False
-        delta = choices[0].get("delta")
-        if isinstance(delta, dict):
-            content = delta.get("content")
-            if isinstance(content, str):
-                self.pieces.append(content)
-        return False
-
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
-
-
-class ChatTurnHandler(RelayHandler):
-    async def put(self) -> None:
-        body = self.json_body()
-        name = self.log_chat = params.text(body, "name")
-        message = params.message(body, self.config.max_message_size)
+class TurnHandler(RelayHandler):
+    async def stream_turn(self, name: str, plan: dict) -> None:
+        """Change the chat as ``plan`` says (ChatFolder.begin_turn), stream LM Studio's reply
+        to it and store the reply."""
+        self.log_chat = name
         self.take_stream_slot()
         async with self.store.turn(name):
             if self.client_gone:
                 return  # left while the previous turn ran: nothing to store or send
             if self._abort_reason is not None:
                 raise ApiError(503, "chatproxy is shutting down", {"Retry-After": "5"})
-            chat = await self.store.append(name, [message])
+            chat, durable = await self.store.begin_turn(name, plan)
             reply = ReplyCollector()
+            call = self.start_upstream("POST", COMPLETIONS_PATH, jsonbytes.dumps(completion_request(chat)), REQUEST_HEADERS)
             try:
-                await self._ask(chat, reply)
+                await durable
+            except StoreError as error:
+                call.abort(error)
+                raise
+            try:
+                await self._relay(call, reply)
             finally:
-                await self._commit_reply(name, reply.text)
+                await self._commit_reply(name, reply)
 
-    async def _ask(self, chat: dict, reply: ReplyCollector) -> None:
-        body = jsonbytes.dumps(_completion_request(chat))  # the whole history, every turn
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        opened = await self.open_upstream("POST", COMPLETIONS_PATH, body, headers)
-        if opened is None:
+    async def _relay(self, call, reply: ReplyCollector) -> None:
+        head = await self.upstream_head(call)
+        if head is None:
             return
-        call, status, upstream_headers = opened
+        status, upstream_headers = head
         if status != 200 or not is_event_stream(upstream_headers):
             raise await self.refusal(call, status, upstream_headers)
         await self.relay_event_stream(call, reply)
         if reply.error is not None:
             self.note_failure(UpstreamError(502, f"LM Studio reported an error mid-reply: {reply.error}", "in_stream"))
 
-    async def _commit_reply(self, name: str, text: str) -> None:
-        if not text:
+    async def _commit_reply(self, name: str, reply: ReplyCollector) -> None:
+        message = reply.message()
+        if message is None:
             return
         try:
-            await self.store.add(name, [{"role": "assistant", "content": text}])
+            await self.store.add(name, [message])
         except ChatNotFound:
             log.warning("Chat '%s' was deleted during its turn; the reply was not stored", name)
+        except StoreError as error:
+            # The stream has been sent: this can only be logged (and the client's copy is whole).
+            log.error("The reply to chat '%s' could not be stored: %s", name, error)
 
 
-def _completion_request(chat: dict) -> dict:
+def completion_request(chat: dict) -> dict:
+    """The request to LM Studio: the system prompt first, then the whole current branch."""
+    messages = [
+        {key: message[key] for key in UPSTREAM_MESSAGE_KEYS if key in message}
+        for message in chat["messages"]
+        if isinstance(message, dict)
+    ]
+    system_prompt = chat.get("system_prompt")
+    if isinstance(system_prompt, str) and system_prompt.strip():
+        messages.insert(0, {"role": "system", "content": system_prompt})
     return {
         "model": chat.get("model"),
-        "messages": chat["messages"],
+        "messages": messages,
         "temperature": chat.get("temperature", 0.7),
         "max_tokens": chat.get("max_tokens", -1),
         "stream": True,
+        "stream_options": {"include_usage": True},
     }

@@ -6,5 +6,6 @@ knows a route or a chat.
 """
 
 from .client import ClientGone, Upstream, UpstreamCall, UpstreamError, error_message_from_body
+from .reply import ReplyCollector
 
-__all__ = ["ClientGone", "Upstream", "UpstreamCall", "UpstreamError", "error_message_from_body"]
+__all__ = ["ClientGone", "ReplyCollector", "Upstream", "UpstreamCall", "UpstreamError", "error_message_from_body"]

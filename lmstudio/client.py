@@ -290,10 +290,12 @@ class UpstreamCall:
         return bytes(body)
 
     def abort(self, reason: BaseException) -> None:
-        if self._response.done():
-            return
-        self._abort_reason = reason
-        self._upstream._client.abort(self._request, reason)
+        """End the call; ``finished()`` raises ``reason``, also when the whole response had
+        already arrived but was not consumed yet (a bad event among the buffered pieces)."""
+        if self._abort_reason is None:
+            self._abort_reason = reason
+        if not self._response.done():
+            self._upstream._client.abort(self._request, reason)
 
     # -- Tornado's side --------------------------------------------------------------------
 

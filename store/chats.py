@@ -9,10 +9,13 @@ the chat's turn lock as well. Reads take no lock. Errors are the store's own
 
 from __future__ import annotations
 
+import asyncio
 import os
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Sequence
+
+import jsonbytes
 
 from . import chatfile, files, names
 from .locks import KeyedLocks
@@ -20,9 +23,9 @@ from .worker import StoreWorker
 
 
 class ChatStore:
-    def __init__(self, directory: str | os.PathLike, log_format: str = "text") -> None:
+    def __init__(self, directory: str | os.PathLike, log_format: str = "text", worker_command: Sequence[str] | None = None) -> None:
         self.directory = Path(directory)
-        self._worker = StoreWorker(self.directory, log_format)
+        self._worker = StoreWorker(self.directory, log_format, worker_command)
         self._file_locks = KeyedLocks()
         self._turn_locks = KeyedLocks()
 
@@ -61,6 +64,21 @@ class ChatStore:
         names.file_name_for(name)  # a bad name is refused here, without a trip to the worker
         return await self._worker.call("read", name)
 
+    async def branches(self, name: str) -> list[dict]:
+        names.file_name_for(name)
+        return await self._worker.call("branches", name)
+
+    async def search(self, query: str, limit: int) -> list[dict]:
+        """Chats whose name or messages hold every word of ``query``, best first, with a snippet."""
+        return await self._worker.call("search", query, limit)
+
+    async def export_lines(self, chat_names: list[str]) -> bytes:
+        """NDJSON, one ``{"name", "chat"}`` line per chat named that still exists."""
+        return await self._worker.call("export_lines", chat_names)
+
+    async def list_chats(self) -> list[dict]:
+        return jsonbytes.loads(await self.list_chats_json())
+
     # -- changes ---------------------------------------------------------------------------
 
     async def create(self, name: str, model: str, temperature: float, max_tokens: int) -> dict:
@@ -72,6 +90,48 @@ class ChatStore:
     async def append(self, name: str, messages: list[dict]) -> dict:
         """Append ``messages`` to the chat as it is on disk now; returns the updated chat."""
         return await self._locked("append", name, messages)
+
+    async def create_unique(self, name: str, chat: dict) -> str:
+        """Create ``chat`` under ``name`` or, if taken, ``name (2)``...; returns the name used."""
+        return await self._worker.call("create_unique", name, chat)
+
+    async def begin_turn(self, name: str, plan: dict) -> tuple[dict, Awaitable[None]]:
+        """Change the chat for a new reply (see ChatFolder.begin_turn): returns the changed
+        chat as soon as it is known, and an awaitable that ends once it is on disk (or
+        raises the storage error). The chat's changes stay in order until then."""
+        loop = asyncio.get_running_loop()
+        early: asyncio.Future[dict] = loop.create_future()
+
+        async def write() -> None:
+            async with self._file_locks.hold(names.stem_for(name)):
+                try:
+                    chat, durable = await self._worker.call_early("begin_turn", name, plan)
+                except BaseException as error:
+                    early.set_exception(error)
+                    raise
+                early.set_result(chat)
+                await durable
+
+        writing = asyncio.ensure_future(write())
+        writing.add_done_callback(_retrieve)  # a failure before the early answer is raised there
+        return await early, writing
+
+    async def edit_message(self, name: str, index: int, content: str) -> dict:
+        return await self._locked("edit_message", name, index, content)
+
+    async def switch_branch(self, name: str, index: int, alternative: int) -> dict:
+        return await self._locked("switch_branch", name, index, alternative)
+
+    async def update_settings(self, name: str, changes: dict[str, Any]) -> dict:
+        return await self._locked("update_settings", name, changes)
+
+    async def rename(self, name: str, new_name: str) -> None:
+        first, second = sorted((names.stem_for(name), names.stem_for(new_name)))
+        async with self._file_locks.hold(first):
+            if second == first:
+                return
+            async with self._file_locks.hold(second):
+                await self._worker.call("rename", name, new_name)
 
     async def add(self, name: str, messages: list[dict]) -> None:
         """``append`` for a caller that does not need the chat back: it is not sent over the
@@ -95,3 +155,8 @@ class ChatStore:
     async def _locked(self, operation: str, name: str, *arguments: Any) -> Any:
         async with self._file_locks.hold(names.stem_for(name)):
             return await self._worker.call(operation, name, *arguments)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -1,4 +1,6 @@
-"""The store's own errors. They speak of chats, never of HTTP: handlers/base.py maps them."""
+"""The store's own errors. They speak of chats, never of HTTP: handlers/errors.py maps them."""
+
+import errno
 
 
 class StoreError(Exception):
@@ -46,3 +48,17 @@ class StorageFailure(StoreError):
 
 class StorageFull(StorageFailure):
     """The disk (or the user's quota) is full: nothing was changed."""
+
+
+def from_os_error(error: OSError, doing: str) -> StorageFailure:
+    """The sentence a user can act on for a failed file operation ``doing`` (e.g. "saving
+    chat 'x'"): a full disk, a read-only folder and a permission problem each say so."""
+    detail = error.strerror or str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(f"Storage is full while {doing}: {detail}. Free some space; the chat file was not replaced")
+    if error.errno == errno.EROFS:
+        return StorageFailure(f"The chats folder is read-only while {doing}: {detail}")
+    if error.errno in (errno.EACCES, errno.EPERM):
+        where = f" ({error.filename})" if error.filename else ""
+        return StorageFailure(f"chatproxy may not write in the chats folder while {doing}: {detail}{where}")
+    return StorageFailure(f"Storage failed while {doing}: {detail}")

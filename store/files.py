@@ -102,15 +102,25 @@ def unlink(path: str | os.PathLike, directory_fd: int | None = None) -> bool:
 
 
 @contextmanager
-def file_lock(lock_path: str | os.PathLike, blocking: bool = True) -> Iterator[bool]:
+def file_lock(
+    lock_path: str | os.PathLike, blocking: bool = True, recreate_folder: Callable[[], None] | None = None
+) -> Iterator[bool]:
     """An exclusive ``flock`` on ``lock_path``, held across processes; yields whether it was had.
 
     A lock file may be unlinked by its holder (when its chat is deleted); a waiter that then
     gets the lock on the unlinked inode must not trust it, so it checks the inode is still
-    the one at the path and otherwise tries again.
+    the one at the path and otherwise tries again. When the lock's folder is missing (a user,
+    a sync or a backup tool cleared the chats folder), ``recreate_folder`` makes it again.
     """
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            if recreate_folder is None:
+                raise
+            recreate_folder()
+            recreate_folder = None  # once: a second miss is a real fault
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except OSError as error:

@@ -8,12 +8,16 @@ take no lock: files are only ever replaced whole.
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
-from . import chatfile, files, names
-from .errors import ChatExists, ChatNotFound, MessageIndexError
+import jsonbytes
+
+from . import chatfile, files, history, names
+from .errors import ChatCorrupt, ChatExists, ChatNotFound, MessageIndexError, from_os_error
 from .index import ChatIndex
+from .search import SearchIndex
 
 T = TypeVar("T")
 
@@ -24,33 +28,58 @@ class ChatFolder:
         self._dir = os.fspath(directory)
         self._lock_dir = os.path.join(self._dir, files.LOCK_DIR)
         self._dir_fd: int | None = None  # kept open for the folder fsync after each write
-        self._index = ChatIndex(self._dir)
+        self._index = ChatIndex(self._dir, self._recreate_folder)
+        self._search = SearchIndex(self._dir, self._index, self._read_existing)
 
     def open(self) -> None:
         """Create the folder if missing and clear temp files a killed process left."""
-        os.makedirs(self._lock_dir, exist_ok=True)
-        self._dir_fd = os.open(self._dir, os.O_RDONLY | os.O_CLOEXEC)
+        self._recreate_folder()
         files.remove_stale_temp_files(self._dir, lambda file_name: self._lock_path(file_name.removesuffix(names.SUFFIX)))
 
     def close(self) -> None:
+        self._search.close()
         if self._dir_fd is not None:
             os.close(self._dir_fd)
             self._dir_fd = None
 
+    def _recreate_folder(self) -> None:
+        """Make the folder and ``.locks/`` again (a user, a sync or a backup tool removed them),
+        and hold the folder that is there now for the fsync after each write."""
+        os.makedirs(self._lock_dir, exist_ok=True)
+        old, self._dir_fd = self._dir_fd, os.open(self._dir, os.O_RDONLY | os.O_CLOEXEC)
+        if old is not None:
+            os.close(old)
+
     # -- reads -----------------------------------------------------------------------------
 
     def listing(self) -> list[dict]:
-        return self._index.listing()
+        return self._guarded("listing the chats folder", self._index.listing)
 
     def count(self) -> int:
         return len(self.listing())
 
     def listing_json(self) -> bytes:
         """The listing as a JSON array, cached between changes: 10,000 chats are ~1 MB."""
-        return self._index.listing_json()
+        return self._guarded("listing the chats folder", self._index.listing_json)
 
     def read(self, name: str) -> dict:
         return self._read(name, names.file_name_for(name))
+
+    def branches(self, name: str) -> list[dict]:
+        return history.branches(self.read(name))
+
+    def search(self, query: str, limit: int) -> list[dict]:
+        return self._guarded("searching the chats", lambda: self._search.search(query, limit))
+
+    def export_lines(self, chat_names: list[str]) -> bytes:
+        """NDJSON lines ``{"name": ..., "chat": ...}`` for the chats named that still exist."""
+        lines = []
+        for name in chat_names:
+            data = files.read_bytes(self._path(names.file_name_for(name)))
+            if data is None:
+                continue  # deleted since the listing was taken
+            lines.append(b'{"name":' + jsonbytes.dumps(name) + b',"chat":' + jsonbytes.dumps(jsonbytes.loads(data)) + b"}\n")
+        return b"".join(lines)
 
     def is_writable(self) -> bool:
         return os.access(self._dir, os.W_OK)
@@ -66,6 +95,18 @@ class ChatFolder:
 
         return self._locked(name, create)
 
+    def create_unique(self, name: str, chat: dict) -> str:
+        """Create the chat under ``name``, or ``name (2)``, ``name (3)``...: never over another."""
+        base = names.fitted(name, room=8)
+        for number in range(1, 10_000):
+            candidate = names.fitted(name) if number == 1 else f"{base} ({number})"
+            try:
+                self.create(candidate, chat)
+                return candidate
+            except ChatExists:
+                continue
+        raise ChatExists(name)
+
     def append(self, name: str, messages: list[dict], return_chat: bool = True) -> dict | None:
         """Append ``messages`` to the chat as it is on disk now; returns the updated chat."""
 
@@ -74,6 +115,75 @@ class ChatFolder:
             return chat if return_chat else None
 
         return self._update(name, add)
+
+    def begin_turn(self, name: str, plan: dict, ready: Callable[[dict], None]) -> None:
+        """Change the chat for a new reply (``plan``: append a user message, regenerate, or
+        rerun from an edited message) and hand the changed chat to ``ready`` before it is
+        written: the caller asks LM Studio while the write becomes durable."""
+
+        def start(chat: dict) -> None:
+            if "append" in plan:
+                chat["messages"].append(plan["append"])
+            elif "rerun" in plan:
+                history.rerun_from(chat, *plan["rerun"])
+            else:
+                history.prepare_regenerate(chat)
+            ready(chat)
+
+        self._update(name, start)
+
+    def edit_message(self, name: str, index: int, content: str) -> dict:
+        return self._update(name, lambda chat: (history.edit(chat, index, content), chat)[1])
+
+    def switch_branch(self, name: str, index: int, alternative: int) -> dict:
+        return self._update(name, lambda chat: (history.switch(chat, index, alternative), chat)[1])
+
+    def update_settings(self, name: str, changes: dict[str, Any]) -> dict:
+        """Set the given keys; a None value removes the key (e.g. clears the system prompt)."""
+
+        def apply(chat: dict) -> dict:
+            for key, value in changes.items():
+                if value is None:
+                    chat.pop(key, None)
+                else:
+                    chat[key] = value
+            return chat
+
+        return self._update(name, apply)
+
+    def rename(self, name: str, new_name: str) -> None:
+        """Give the chat a new name; ChatExists if one has it. Atomic: a hard link is made
+        under the new name (which fails if it exists, whoever made it), then the old name is
+        removed; a crash between the two leaves both names, never none."""
+        old_stem, new_stem = names.stem_for(name), names.stem_for(new_name)
+        if old_stem == new_stem:
+            return
+        first, second = sorted((old_stem, new_stem))  # one lock order: no deadlock with a rename back
+        with self._lock(first), self._lock(second):
+            old_path, new_path = self._path(old_stem + names.SUFFIX), self._path(new_stem + names.SUFFIX)
+            self._guarded(f"renaming chat '{name}'", lambda: self._move(name, new_name, old_path, new_path))
+            self._index.forget(old_stem + names.SUFFIX)
+            self._search.forget(old_stem + names.SUFFIX)
+            self._remove_lock_file(old_stem)
+
+    def _move(self, name: str, new_name: str, old_path: str, new_path: str) -> None:
+        if not os.path.exists(old_path):
+            raise ChatNotFound(name)
+        try:
+            os.link(old_path, new_path)
+        except FileExistsError:
+            raise ChatExists(new_name) from None
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                raise
+            # No hard links here (some FUSE and FAT mounts): both flocks are held, so a
+            # check then rename is safe against every chatproxy on this folder.
+            if os.path.exists(new_path):
+                raise ChatExists(new_name) from None
+            os.rename(old_path, new_path)
+        else:
+            os.unlink(old_path)
+        os.fsync(self._folder_fd())
 
     def remove_message(self, name: str, index: int) -> dict:
         """Remove the message at ``index``; returns it."""
@@ -88,23 +198,41 @@ class ChatFolder:
 
     def delete(self, name: str) -> None:
         def delete(file_name: str) -> None:
-            if not files.unlink(self._path(file_name), self._dir_fd):
+            if not files.unlink(self._path(file_name), self._folder_fd()):
                 raise ChatNotFound(name)
             self._index.forget(file_name)
-            # Held by us; waiters notice the unlinked inode and retry (files.file_lock).
-            try:
-                os.unlink(self._lock_path(file_name.removesuffix(names.SUFFIX)))
-            except FileNotFoundError:
-                pass
+            self._search.forget(file_name)
+            self._remove_lock_file(file_name.removesuffix(names.SUFFIX))
 
         self._locked(name, delete)
 
     # -- internals -------------------------------------------------------------------------
 
+    def _lock(self, stem: str):
+        return files.file_lock(self._lock_path(stem), recreate_folder=self._recreate_folder)
+
+    def _remove_lock_file(self, stem: str) -> None:
+        # Held by us; waiters notice the unlinked inode and retry (files.file_lock).
+        try:
+            os.unlink(self._lock_path(stem))
+        except FileNotFoundError:
+            pass
+
+    def _guarded(self, doing: str, function: Callable[[], T]) -> T:
+        """Run ``function``; an OS error becomes the store's own, naming the cause."""
+        try:
+            return function()
+        except OSError as error:
+            raise from_os_error(error, doing) from None
+
     def _locked(self, name: str, function: Callable[[str], T]) -> T:
         stem = names.stem_for(name)
-        with files.file_lock(self._lock_path(stem)):
-            return function(stem + names.SUFFIX)
+
+        def locked() -> T:
+            with self._lock(stem):
+                return function(stem + names.SUFFIX)
+
+        return self._guarded(f"saving chat '{name}'", locked)
 
     def _update(self, name: str, change: Callable[[dict], T]) -> T:
         def update(file_name: str) -> T:
@@ -123,11 +251,29 @@ class ChatFolder:
         return f"{self._dir}/{file_name}"
 
     def _read(self, name: str, file_name: str) -> dict:
-        data = files.read_bytes(self._path(file_name))
+        data = self._guarded(f"reading chat '{name}'", lambda: files.read_bytes(self._path(file_name)))
         if data is None:
             raise ChatNotFound(name)
         return chatfile.decode(name, file_name, data)
 
+    def _read_existing(self, file_name: str) -> dict | None:
+        """The chat in ``file_name`` for the search index; None if it is gone or damaged."""
+        data = files.read_bytes(self._path(file_name))
+        if data is None:
+            return None
+        try:
+            return chatfile.decode(file_name, file_name, data)
+        except ChatCorrupt:
+            return None
+
+    def _folder_fd(self) -> int:
+        """The open descriptor of the folder that is there now: one that was removed and made
+        again (by hand, or restored by a backup tool) is opened anew, or its fsync would
+        sync a folder that no longer holds the files."""
+        if self._dir_fd is None or os.fstat(self._dir_fd).st_nlink == 0:
+            self._recreate_folder()
+        return self._dir_fd
+
     def _write(self, file_name: str, chat: dict) -> None:
-        stat = files.write_atomic(self._path(file_name), chatfile.encode(chat), self._dir_fd)
+        stat = files.write_atomic(self._path(file_name), chatfile.encode(chat), self._folder_fd())
         self._index.record(file_name, chat, stat)

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import jsonbytes
 
@@ -40,8 +41,9 @@ class _Entry:
 
 
 class ChatIndex:
-    def __init__(self, directory: str | os.PathLike) -> None:
+    def __init__(self, directory: str | os.PathLike, recreate_folder: Callable[[], None]) -> None:
         self._dir = directory
+        self._recreate_folder = recreate_folder
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._scanned_dir_mtime_ns: int | None = None
@@ -49,6 +51,7 @@ class ChatIndex:
         self._scanned_at = 0.0
         self._listing: list[dict] | None = None
         self._listing_json: bytes | None = None
+        self._generation = 0  # moves whenever an entry may have changed
 
     def listing_json(self) -> bytes:
         """``listing()`` as a JSON array, encoded once per change of the folder."""
@@ -64,7 +67,11 @@ class ChatIndex:
 
     def listing(self) -> list[dict]:
         """Every good chat's summary, sorted by id. Blocking: run it off the event loop."""
-        dir_mtime_ns = os.stat(self._dir).st_mtime_ns
+        try:
+            dir_mtime_ns = os.stat(self._dir).st_mtime_ns
+        except FileNotFoundError:  # removed by hand: an empty folder again
+            self._recreate_folder()
+            dir_mtime_ns = os.stat(self._dir).st_mtime_ns
         with self._lock:
             if (
                 self._listing is not None
@@ -81,11 +88,28 @@ class ChatIndex:
         with self._lock:
             self._entries[file_name] = _Entry(stat.st_mtime_ns, stat.st_size, _summary(file_name, chat))
             self._listing = self._listing_json = None
+            self._generation += 1
+
+    def changes_since(self, generation: int) -> tuple[int, dict[str, tuple[int, int]] | None]:
+        """The current generation and, if it is not ``generation``, the (mtime_ns, size) of
+        every good chat file: what the search index compares itself with."""
+        self.listing()
+        with self._lock:
+            if generation == self._generation:
+                return generation, None
+            good = {name: (e.mtime_ns, e.size) for name, e in self._entries.items() if e.summary is not None}
+            return self._generation, good
+
+    def summary(self, file_name: str) -> dict | None:
+        with self._lock:
+            entry = self._entries.get(file_name)
+        return entry.summary if entry is not None else None
 
     def forget(self, file_name: str) -> None:
         with self._lock:
             self._entries.pop(file_name, None)
             self._listing = self._listing_json = None
+            self._generation += 1
 
     def _rescan(self, dir_mtime_ns: int) -> list[dict]:
         scanned_at = time.monotonic()
@@ -110,6 +134,8 @@ class ChatIndex:
             key=lambda summary: summary["id"],
         )
         with self._lock:
+            if fresh != self._entries:
+                self._generation += 1
             self._entries = fresh
             self._listing = listing
             self._listing_json = None

@@ -46,6 +46,16 @@ def stem_for(name: str) -> str:
     return stem
 
 
+def fitted(name: str, room: int = 0) -> str:
+    """``name`` cut short enough to be stored with ``room`` characters to spare (imports take
+    titles as they come; a lone surrogate becomes U+FFFD)."""
+    name = name.encode("utf-8", "replace").decode("utf-8").strip() or "Untitled"
+    name = name[: MAX_NAME_CHARS - room]
+    while len(_UNSAFE.sub(lambda m: _escape_char(m.group()), name).encode()) + 3 * room > MAX_STEM_BYTES:
+        name = name[:-1]
+    return name
+
+
 def file_name_for(name: str) -> str:
     return stem_for(name) + SUFFIX
 

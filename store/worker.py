@@ -11,7 +11,9 @@ The protocol, on the worker's stdin and stdout, is frames of a 4-byte big-endian
 and a body. A request body is JSON ``[id, operation, [arguments]]``. An answer body is the
 request's id (4 bytes), a kind (1 byte) and a payload: the result as JSON, the result as
 it is (bytes: the listing, already JSON), or JSON ``[error class, message]``. Answers come
-in the order the worker's threads finish.
+in the order the worker's threads finish. A turn's start (``begin_turn``) is answered
+twice: first EARLY with the changed chat, before it is written, so the server can ask LM
+Studio while the write becomes durable; then as any request, once it is.
 
 The worker ignores SIGINT and SIGTERM: a Ctrl-C in the terminal or a service manager
 signals the whole process group, and the server still has partial replies to store. It
@@ -32,7 +34,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, Awaitable, BinaryIO, Sequence
 
 import jsonbytes
 from logs import configure_logging
@@ -45,7 +47,7 @@ log = logging.getLogger("chatproxy.store")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LENGTH = struct.Struct(">I")
 ANSWER = struct.Struct(">IB")
-RESULT, AS_IS, ERROR = 0, 1, 2
+RESULT, AS_IS, ERROR, EARLY = 0, 1, 2, 3
 # File work is fsync-bound: a few threads let writes to different chats overlap.
 IO_THREADS = 8
 # Below the server: when the CPU is short, streams go first and file work waits. Not the
@@ -59,12 +61,22 @@ OPERATIONS = {
     "count": ChatFolder.count,
     "listing_json": ChatFolder.listing_json,
     "read": ChatFolder.read,
+    "branches": ChatFolder.branches,
+    "search": ChatFolder.search,
+    "export_lines": ChatFolder.export_lines,
     "is_writable": ChatFolder.is_writable,
     "create": ChatFolder.create,
+    "create_unique": ChatFolder.create_unique,
     "append": ChatFolder.append,
+    "begin_turn": ChatFolder.begin_turn,  # answered early too: its last argument is the early answer
+    "edit_message": ChatFolder.edit_message,
+    "switch_branch": ChatFolder.switch_branch,
+    "update_settings": ChatFolder.update_settings,
+    "rename": ChatFolder.rename,
     "remove_message": ChatFolder.remove_message,
     "delete": ChatFolder.delete,
 }
+EARLY_ANSWERED = {"begin_turn"}
 
 
 # -- the worker ----------------------------------------------------------------------------
@@ -82,13 +94,16 @@ def serve(directory: str, requests: BinaryIO, answers: BinaryIO) -> None:
             answers.flush()
 
     def handle(request_id: int, operation: str, arguments: list) -> None:
+        if operation in EARLY_ANSWERED:
+            arguments = [*arguments, lambda early: answer(request_id, EARLY, jsonbytes.dumps(early))]
         try:
             result = OPERATIONS[operation](folder, *arguments)
         except errors.StoreError as error:
             answer(request_id, ERROR, jsonbytes.dumps([type(error).__name__, str(error)]))
         except Exception as error:
             log.exception("Storage operation '%s' failed", operation)
-            answer(request_id, ERROR, jsonbytes.dumps([errors.StorageFailure.__name__, f"Storage failed: {error}"]))
+            failure = errors.from_os_error(error, operation) if isinstance(error, OSError) else errors.StorageFailure(f"Storage failed: {error}")
+            answer(request_id, ERROR, jsonbytes.dumps([type(failure).__name__, str(failure)]))
         else:
             if isinstance(result, bytes):
                 answer(request_id, AS_IS, result)
@@ -131,6 +146,7 @@ class _Connection:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.pending: dict[int, asyncio.Future] = {}
+        self.early: dict[int, asyncio.Future] = {}  # requests answered early too (EARLY_ANSWERED)
         self.closing = False
         self.reader = asyncio.ensure_future(self._read_answers())
 
@@ -150,9 +166,15 @@ class _Connection:
                     break
                 frame = await stdout.readexactly(length)
                 request_id, kind = ANSWER.unpack_from(frame)
+                answer = (kind, frame[ANSWER.size :])
+                early = self.early.pop(request_id, None)
+                if early is not None and not early.done():
+                    early.set_result(answer)  # the EARLY answer, or an error that came first
+                if kind == EARLY:
+                    continue
                 future = self.pending.pop(request_id, None)
                 if future is not None and not future.done():
-                    future.set_result((kind, frame[ANSWER.size :]))
+                    future.set_result(answer)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the worker is gone
         code = await self.process.wait()
@@ -160,19 +182,23 @@ class _Connection:
             log.error("The storage worker stopped (exit code %s) with %d request(s) open; "
                       "the next request starts a new one", code, len(self.pending))
         failure = errors.StorageFailure(f"The storage worker stopped (exit code {code}); the change may not have been saved")
-        for future in self.pending.values():
+        for future in [*self.early.values(), *self.pending.values()]:
             if not future.done():
                 future.set_exception(failure)
+                future.exception()  # an early request's final answer may never be awaited
         self.pending.clear()
+        self.early.clear()
 
 
 class StoreWorker:
     """The server's end: starts the worker on first use (and again after it died), sends
     requests, hands each answer to its caller."""
 
-    def __init__(self, directory: str | os.PathLike, log_format: str = "text") -> None:
+    def __init__(self, directory: str | os.PathLike, log_format: str = "text", command: Sequence[str] | None = None) -> None:
         self._directory = os.path.abspath(directory)
         self._log_format = log_format
+        # The worker's program; tests give one that fails file operations on request.
+        self._command = tuple(command or (sys.executable, "-m", "store"))
         self._connection: _Connection | None = None
         self._starting: asyncio.Future[_Connection] | None = None
         self._ids = itertools.count()
@@ -187,18 +213,25 @@ class StoreWorker:
 
     async def call(self, operation: str, *arguments: Any) -> Any:
         connection = await self._connected()
+        return _result(*await self._send(connection, operation, arguments))
+
+    async def call_early(self, operation: str, *arguments: Any) -> tuple[Any, Awaitable[Any]]:
+        """For an EARLY_ANSWERED operation: its early answer, and the awaitable of its final one."""
+        connection = await self._connected()
+        early = asyncio.get_running_loop().create_future()
+        final = self._send(connection, operation, arguments, early)
+        return _result(*await early), asyncio.ensure_future(_final(final))
+
+    def _send(self, connection: _Connection, operation: str, arguments: tuple, early: asyncio.Future | None = None) -> asyncio.Future:
         request_id = next(self._ids) & 0xFFFFFFFF
         future = asyncio.get_running_loop().create_future()
         connection.pending[request_id] = future
+        if early is not None:
+            connection.early[request_id] = early
         body = jsonbytes.dumps([request_id, operation, arguments])
         assert connection.process.stdin is not None
         connection.process.stdin.write(LENGTH.pack(len(body)) + body)
-        kind, payload = await future
-        if kind == AS_IS:
-            return payload
-        if kind == RESULT:
-            return jsonbytes.loads(payload)
-        raise _rebuild(*jsonbytes.loads(payload))
+        return future
 
     async def close(self) -> None:
         """Let the worker finish what it was asked, then stop it."""
@@ -229,11 +262,23 @@ class StoreWorker:
 
     async def _spawn(self) -> _Connection:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "store", self._directory, self._log_format,
+            *self._command, self._directory, self._log_format,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=PROJECT_ROOT,
         )
         self._connection = _Connection(process)
         return self._connection
+
+
+def _result(kind: int, payload: bytes) -> Any:
+    if kind == AS_IS:
+        return payload
+    if kind in (RESULT, EARLY):
+        return jsonbytes.loads(payload)
+    raise _rebuild(*jsonbytes.loads(payload))
+
+
+async def _final(answer: asyncio.Future) -> Any:
+    return _result(*await answer)
 
 
 def _rebuild(class_name: str, message: str) -> errors.StoreError:

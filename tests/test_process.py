@@ -80,7 +80,8 @@ async def test_sigterm_ends_streams_after_grace_keeps_partial_reply_exits_0(proj
     finally:
         await stop(process)
     saved = json.loads((tmp_path / "chats" / "demo.json").read_text())
-    assert saved["messages"] == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Before"}]
+    assert [(m["role"], m["content"]) for m in saved["messages"]] == [("user", "hi"), ("assistant", "Before")]
+    assert saved["messages"][-1]["interrupted"] is True
     log = (await process.stdout.read()).decode()
     assert "Shutting down" in log and "Stopped" in log
 
@@ -104,7 +105,8 @@ async def test_sigterm_lets_a_stream_finish_within_grace(project_root, clean_env
     finally:
         await stop(process)
     saved = json.loads((tmp_path / "chats" / "demo.json").read_text())
-    assert saved["messages"][-1] == {"role": "assistant", "content": "All of it"}
+    assert (saved["messages"][-1]["role"], saved["messages"][-1]["content"]) == ("assistant", "All of it")
+    assert saved["messages"][-1]["finish_reason"] == "stop"
 
 
 def _refused(base: str) -> bool:

@@ -346,4 +346,4 @@ async def test_a_failing_disk_answers_500_saying_so(proxy, chats_dir):
     shutil.rmtree(chats_dir)
     chats_dir.write_text("not a folder any more")
     message = assert_error(await call(proxy, "POST", "/chat", {"name": "x", "model": "m"}), 500)
-    assert message.startswith("Storage failed:") and "Not a directory" in message
+    assert message.startswith("Storage failed while saving chat 'x'") and "Not a directory" in message

@@ -22,8 +22,13 @@ async def turn(proxy, name="demo", content="hi", **kwargs):
     return await stream(proxy, "/chat", {"name": name, "message": {"role": "user", "content": content}}, **kwargs)
 
 
-async def messages(proxy, name="demo"):
+async def stored(proxy, name="demo"):
     return (await call(proxy, "GET", f"/chat?name={name}")).json["chat"]["messages"]
+
+
+async def messages(proxy, name="demo"):
+    """The stored messages as role and content: what the seed's frontends read."""
+    return [{"role": m["role"], "content": m["content"]} for m in await stored(proxy, name)]
 
 
 def assert_whole_events(result):
@@ -76,20 +81,24 @@ async def test_upstream_request_carries_model_history_and_settings(proxy, fake):
         "temperature": 0.3,
         "max_tokens": 99,
         "stream": True,
+        "stream_options": {"include_usage": True},
     }
 
 
 @pytest.mark.gen_test
-async def test_user_message_is_on_disk_before_lm_studio_is_asked(proxy, fake, chats_dir):
-    on_disk_when_asked = []
-    fake.on_request = lambda body: on_disk_when_asked.append(json.loads((chats_dir / "demo.json").read_text())["messages"])
+async def test_nothing_is_relayed_before_the_users_message_is_on_disk(proxy, fake, chats_dir):
+    on_disk_at_first_event = []
+
+    def look_at_the_file(result):
+        if result.chunks and len(on_disk_at_first_event) < len(results) + 1:
+            on_disk_at_first_event.append(json.loads((chats_dir / "demo.json").read_text())["messages"][-1])
+        return False
+
+    results = []
     await create(proxy)
-    await turn(proxy, content="first")
-    await turn(proxy, content="second")
-    assert on_disk_when_asked == [
-        [{"role": "user", "content": "first"}],
-        [{"role": "user", "content": "first"}, {"role": "assistant", "content": "Hello, world!"}, {"role": "user", "content": "second"}],
-    ]
+    for content in ("first", "second"):
+        results.append(await turn(proxy, content=content, stop=look_at_the_file))
+    assert on_disk_at_first_event == [{"role": "user", "content": "first"}, {"role": "user", "content": "second"}]
 
 
 @pytest.mark.gen_test
