@@ -152,6 +152,10 @@ class ChatStore:
         async with self._turn_locks.hold(names.stem_for(name)):
             yield
 
+    def turn_waiters(self, name: str) -> int:
+        """How many requests hold or wait for the chat's turn lock (for tests and metrics)."""
+        return self._turn_locks.users(names.stem_for(name))
+
     async def _locked(self, operation: str, name: str, *arguments: Any) -> Any:
         async with self._file_locks.hold(names.stem_for(name)):
             return await self._worker.call(operation, name, *arguments)

@@ -30,5 +30,9 @@ class KeyedLocks:
             if not users[0]:
                 del self._locks[key]
 
+    def users(self, key: str) -> int:
+        entry = self._locks.get(key)
+        return entry[1][0] if entry else 0
+
     def __len__(self) -> int:
         return len(self._locks)

@@ -42,14 +42,16 @@ class Reply:
     drop_after: int | None = None  # close the connection after this many tokens
     garbage: bytes | None = None  # sent after the first token instead of the rest
     stream_error: str | None = None  # an OpenAI-style error event after the first token, then the end
-    reasoning: list[str] = field(default_factory=list)  # reasoning_content deltas first
+    reasoning: list[str] = field(default_factory=list)  # reasoning deltas first
+    reasoning_field: str = "reasoning_content"  # DeepSeek-R1 style; "reasoning" is gpt-oss's
     usage: bool = False  # a final choices-less usage chunk
     content_type: str = "text/event-stream"
     stamp: bool = False  # each token is the monotonic send time (benchmarks)
+    first_delay: float = 0.0  # seconds of "prompt processing" between the headers and the first token
 
 
 def reply_for_model(model: object) -> Reply | None:
-    """Benchmarks script the fake through the model name: ``bench:tokens=50:interval=0.1``."""
+    """Benchmarks script the fake through the model name: ``bench:tokens=50:interval=0.1:first=0.02``."""
     if not isinstance(model, str) or not model.startswith("bench:"):
         return None
     params = dict(part.split("=", 1) for part in model.split(":")[1:])
@@ -57,6 +59,7 @@ def reply_for_model(model: object) -> Reply | None:
         tokens=["tok"] * int(params.get("tokens", 1)),
         interval=float(params.get("interval", 0)),
         stamp=params.get("stamp") == "1",
+        first_delay=float(params.get("first", 0)),
     )
 
 
@@ -143,7 +146,15 @@ class CompletionsHandler(RequestHandler):
             self.fake.closed_event.set()
 
     async def post(self) -> None:
-        body = json.loads(self.request.body)
+        try:
+            body = json.loads(self.request.body)
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            # LM Studio's answer to a body it cannot read.
+            self.set_status(400)
+            self.finish({"error": {"message": "Invalid JSON body", "type": "invalid_request_error", "param": None, "code": None}})
+            return
         if self.fake.record:
             self.fake.requests.append(body)
             self.fake.headers.append(dict(self.request.headers))
@@ -189,7 +200,9 @@ class CompletionsHandler(RequestHandler):
         await self.flush()
         created = int(time.time())
         first = True
-        deltas = [{"reasoning_content": text} for text in reply.reasoning]
+        if reply.first_delay:
+            await asyncio.sleep(reply.first_delay)
+        deltas = [{reply.reasoning_field: text} for text in reply.reasoning]
         deltas += [{"content": text} for text in reply.tokens]
         pending = bytearray()
         for number, delta in enumerate(deltas):
