@@ -324,6 +324,8 @@ class UpstreamCall:
 
     def _on_done(self, future: asyncio.Future) -> None:
         self._idle_timer.cancel()
+        if not future.cancelled():
+            future.exception()  # seen here: a call aborted before anyone awaits finished()
         if self._head.done():
             return
         error = self._abort_reason or self._failure(future.exception())
