@@ -118,12 +118,15 @@ class BaseHandler(RequestHandler):
         except (UnicodeDecodeError, ValueError) as error:
             raise ApiError(400, f"Request body is not valid JSON: {error}") from None
         except RecursionError:
-            parsed = None
+            raise self._too_deep() from None
         if not isinstance(parsed, dict):
             raise ApiError(400, "Request body must be a JSON object")
         if _depth_over(parsed, MAX_JSON_DEPTH):
-            raise ApiError(400, f"Request body is nested more than {MAX_JSON_DEPTH} levels deep")
+            raise self._too_deep()
         return parsed
+
+    def _too_deep(self) -> ApiError:
+        return ApiError(400, f"Request body is nested more than {MAX_JSON_DEPTH} levels deep")
 
     def text_argument(self, key: str) -> str | None:
         """The last ``?key=`` exactly as sent (None if absent). Not get_query_argument: it

@@ -226,3 +226,15 @@ async def test_seed_format_folder_is_read_as_is(proxy, chats_dir):
     listing = (await call(proxy, "GET", "/chats")).json["chats"]
     assert listing == [{"id": "conversation-1", "name": "conversation-1", "model": "neural-chat:latest"}]
     assert (await call(proxy, "GET", "/chat?name=conversation-1")).json["chat"] == seed_chat
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("depth", [65, 5000, 100_000])
+async def test_deeply_nested_bodies_are_400(proxy, chats_dir, depth):
+    await create(proxy, "demo")
+    before = (chats_dir / "demo.json").read_bytes()
+    nested = b"[" * depth + b"]" * depth
+    message = b'{"name": "demo", "message": {"role": "user", "content": "x", "extra": ' + nested + b"}}"
+    assert "nested" in assert_error(await call(proxy, "PUT", "/chat", raw=message), 400)
+    assert "nested" in assert_error(await call(proxy, "POST", "/chat", raw=b'{"name": "n", "model": "m", "x": ' + nested + b"}"), 400)
+    assert (chats_dir / "demo.json").read_bytes() == before
