@@ -7,6 +7,7 @@ from .branches import BranchesHandler, BranchHandler, RegenerateHandler
 from .chats import ChatHandler, ChatListHandler, MessageHandler
 from .metrics import Metrics
 from .monitoring import HealthHandler, MetricsHandler
+from .page import STATIC_DIR, PageHandler, StaticHandler
 from .passthrough import PassthroughHandler
 from .services import Services
 from .transfer import ChatExportHandler, ChatsExportHandler, ImportHandler
@@ -26,6 +27,8 @@ def routes(services: Services) -> list[tuple]:
         (r"/chat/branch", BranchHandler, args),
         (r"/chat/export", ChatExportHandler, args),
         (r"/v1/(.*)", PassthroughHandler, args),
+        (r"/", PageHandler, args),
+        (r"/static/(.*)", StaticHandler, {"path": str(STATIC_DIR)}),
         (r"/health", HealthHandler, args),
         (r"/metrics", MetricsHandler, args),
     ]

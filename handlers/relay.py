@@ -34,6 +34,9 @@ def is_event_stream(headers: HTTPHeaders) -> bool:
 
 
 class RelayHandler(BaseHandler):
+    # A turn sends ``[DONE]`` itself, once the reply is stored: a client that reads the chat
+    # again when the stream ends must find the reply there.
+    withhold_done = False
     _call: UpstreamCall | None = None
     _abort_reason: BaseException | None = None
     _streamed = False
@@ -92,8 +95,9 @@ class RelayHandler(BaseHandler):
 
     async def relay_event_stream(
         self, call: UpstreamCall, on_event: Callable[[Event], bool] | None = None, require_done: bool = True
-    ) -> None:
-        """Relay an event stream that LM Studio has started with 200.
+    ) -> bool:
+        """Relay an event stream that LM Studio has started with 200; true when it ended
+        with ``[DONE]`` (not relayed if ``withhold_done``).
 
         ``on_event`` sees each event before it is written; it returns true for an event
         that ends the stream as ``[DONE]`` does, and raises UpstreamError to end it with an
@@ -116,10 +120,15 @@ class RelayHandler(BaseHandler):
             log.info("%s: client went away; upstream request closed", self.request.path)
         except UpstreamError as error:
             self.note_failure(error)
-            self._write_counted(encode_data(json.dumps({"error": {"message": error.message, "type": error.kind}})))
-            await self._flush_quietly()
+            await self.send_error_event(error.message, error.kind)
         finally:
             heartbeat.stop()
+        return state.saw_done
+
+    async def send_error_event(self, message: str, kind: str) -> None:
+        """The stream's last word when it failed after the headers went out."""
+        self._write_counted(encode_data(json.dumps({"error": {"message": message, "type": kind}})))
+        await self._flush_quietly()
 
     async def refusal(self, call: UpstreamCall, status: int, headers: HTTPHeaders) -> ApiError:
         """The error to answer when LM Studio did not start an event stream."""
@@ -158,8 +167,9 @@ class RelayHandler(BaseHandler):
         try:
             for event in state.decoder.feed(piece):
                 if event.data == "[DONE]":
-                    state.done = True
-                    out.append(encode_event(event))
+                    state.done = state.saw_done = True
+                    if not self.withhold_done:
+                        out.append(encode_event(event))
                     break
                 last_word = state.on_event is not None and state.on_event(event)
                 out.append(encode_event(event))
@@ -208,11 +218,12 @@ def _retrieve(future) -> None:
 
 
 class _RelayState:
-    __slots__ = ("decoder", "done", "on_event", "started")
+    __slots__ = ("decoder", "done", "on_event", "saw_done", "started")
 
     def __init__(self, on_event: Callable[[Event], bool] | None) -> None:
         self.decoder = SSEDecoder()
         self.done = False
+        self.saw_done = False
         self.started = False
         self.on_event = on_event
 

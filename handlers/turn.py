@@ -7,7 +7,9 @@ The turn's commit rules:
   and the client gets the storage error. (With a real model the write hides behind prompt
   processing.)
 - the assistant's reply (complete, or the part the client saw when the stream was cut) is
-  appended exactly once, in ``finally``, whatever ended the stream.
+  appended exactly once, in ``finally``, whatever ended the stream; LM Studio's ``[DONE]``
+  reaches the client only after that, so a client that reads the chat again when the
+  stream ends finds the reply (or, if it could not be stored, an error event instead).
 Turns on one chat run one after another in arrival order (ChatStore.turn), so none
 interleaves or is lost.
 """
@@ -23,6 +25,8 @@ from store import ChatNotFound, StoreError
 from .errors import ApiError
 from .relay import RelayHandler, is_event_stream
 
+DONE = b"data: [DONE]\n\n"
+
 log = logging.getLogger("chatproxy.turn")
 
 COMPLETIONS_PATH = "/v1/chat/completions"
@@ -32,6 +36,8 @@ UPSTREAM_MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id"
 
 
 class TurnHandler(RelayHandler):
+    withhold_done = True
+
     async def stream_turn(self, name: str, plan: dict) -> None:
         """Change the chat as ``plan`` says (ChatFolder.begin_turn), stream LM Studio's reply
         to it and store the reply."""
@@ -50,33 +56,45 @@ class TurnHandler(RelayHandler):
             except StoreError as error:
                 call.abort(error)
                 raise
+            finished = False
             try:
-                await self._relay(call, reply)
+                finished = await self._relay(call, reply)
             finally:
-                await self._commit_reply(name, reply)
+                problem = await self._commit_reply(name, reply)
+            if finished:
+                if problem is None:
+                    self._write_counted(DONE)
+                    await self._flush_quietly()
+                else:
+                    await self.send_error_event(problem, "storage")
 
-    async def _relay(self, call, reply: ReplyCollector) -> None:
+    async def _relay(self, call, reply: ReplyCollector) -> bool:
+        """True when LM Studio finished the reply with ``[DONE]``."""
         head = await self.upstream_head(call)
         if head is None:
-            return
+            return False
         status, upstream_headers = head
         if status != 200 or not is_event_stream(upstream_headers):
             raise await self.refusal(call, status, upstream_headers)
-        await self.relay_event_stream(call, reply)
+        finished = await self.relay_event_stream(call, reply)
         if reply.error is not None:
             self.note_failure(UpstreamError(502, f"LM Studio reported an error mid-reply: {reply.error}", "in_stream"))
+        return finished
 
-    async def _commit_reply(self, name: str, reply: ReplyCollector) -> None:
+    async def _commit_reply(self, name: str, reply: ReplyCollector) -> str | None:
+        """Store the reply; the sentence for the client when it could not be."""
         message = reply.message()
         if message is None:
-            return
+            return None
         try:
             await self.store.add(name, [message])
         except ChatNotFound:
             log.warning("Chat '%s' was deleted during its turn; the reply was not stored", name)
+            return f"Chat '{name}' was deleted during its turn; the reply was not stored"
         except StoreError as error:
-            # The stream has been sent: this can only be logged (and the client's copy is whole).
             log.error("The reply to chat '%s' could not be stored: %s", name, error)
+            return f"The reply could not be stored: {error}"
+        return None
 
 
 def completion_request(chat: dict) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import time
 from collections import deque
@@ -162,6 +163,9 @@ class CompletionsHandler(RequestHandler):
             self.fake.on_request(body)
         self.fake.request_event.set()
         reply = reply_for_model(body.get("model")) or self.fake.next_reply()
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            reply = dataclasses.replace(reply, usage=True)  # as LM Studio does when asked
         try:
             if reply.status >= 400:
                 self.set_status(reply.status)

@@ -114,7 +114,7 @@ async def test_a_failed_create_leaves_no_chat_and_the_next_one_works(faulty_prox
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_reply_that_cannot_be_stored_is_logged_and_the_chat_stays_whole(faulty_proxy, chats_dir, fake, plan, caplog):
+async def test_a_reply_that_cannot_be_stored_ends_with_an_error_event_not_done(faulty_proxy, chats_dir, fake, plan, caplog):
     old = await a_chat_with_one_turn(faulty_proxy, chats_dir)
 
     def fail_when_the_reply_arrives(result):
@@ -124,7 +124,9 @@ async def test_a_reply_that_cannot_be_stored_is_logged_and_the_chat_stays_whole(
 
     fake.script.append(Reply(tokens=["a", "b", "c"], interval=0.05))
     result = await stream(faulty_proxy, "/chat", {"name": "demo", "message": {"role": "user", "content": "q"}}, stop=fail_when_the_reply_arrives)
-    assert result.data[-1] == "[DONE]" and result.content() == "abc"
+    assert result.content() == "abc" and "[DONE]" not in result.data
+    error = json.loads(result.data[-1])["error"]
+    assert error["type"] == "storage" and "could not be stored" in error["message"] and "Storage is full" in error["message"]
     await wait_for(lambda: "could not be stored" in caplog.text, what="the failed commit to be logged")
     stored = json.loads((chats_dir / "demo.json").read_text())
     assert json.loads(old)["messages"] == stored["messages"][:-1]

@@ -312,3 +312,20 @@ async def test_other_requests_answer_while_a_stream_waits(proxy, fake):
     assert not running.done()
     hold.set()
     assert (await running).content() == "done"
+
+
+@pytest.mark.gen_test
+async def test_done_reaches_the_client_only_once_the_reply_is_stored(proxy, fake, chats_dir):
+    on_disk_at_done = []
+
+    def look_at_done(result):
+        if "[DONE]" in result.data and not on_disk_at_done:
+            on_disk_at_done.append(json.loads((chats_dir / "demo.json").read_text())["messages"][-1]["content"])
+        return False
+
+    await create(proxy)
+    for _ in range(3):
+        on_disk_at_done.clear()
+        result = await turn(proxy, stop=look_at_done)
+        assert result.data.count("[DONE]") == 1 and result.data[-1] == "[DONE]"
+        assert on_disk_at_done == ["Hello, world!"]
