@@ -34,9 +34,9 @@ def is_event_stream(headers: HTTPHeaders) -> bool:
 
 
 class RelayHandler(BaseHandler):
-    # A turn sends ``[DONE]`` itself, once the reply is stored: a client that reads the chat
-    # again when the stream ends must find the reply there.
-    withhold_done = False
+    # A turn writes the stream's last word ([DONE] or an error event) itself, once the reply
+    # is stored: a client that reads the chat again when the stream ends must find it there.
+    holds_last_word = False
     _call: UpstreamCall | None = None
     _abort_reason: BaseException | None = None
     _streamed = False
@@ -95,14 +95,15 @@ class RelayHandler(BaseHandler):
 
     async def relay_event_stream(
         self, call: UpstreamCall, on_event: Callable[[Event], bool] | None = None, require_done: bool = True
-    ) -> bool:
-        """Relay an event stream that LM Studio has started with 200; true when it ended
-        with ``[DONE]`` (not relayed if ``withhold_done``).
+    ) -> bytes | None:
+        """Relay an event stream that LM Studio has started with 200.
 
         ``on_event`` sees each event before it is written; it returns true for an event
         that ends the stream as ``[DONE]`` does, and raises UpstreamError to end it with an
         error (a reply that is not what LM Studio should send). With ``require_done``, a
-        stream that ends without ``data: [DONE]`` is a failure.
+        stream that ends without ``data: [DONE]`` is a failure. The stream's last word
+        (``[DONE]``, LM Studio's error event, or ours) is written here, or, with
+        ``holds_last_word``, returned for the caller to write; None if the client left.
         """
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
@@ -118,16 +119,19 @@ class RelayHandler(BaseHandler):
                 raise UpstreamError(502, "LM Studio ended the stream before it finished ([DONE] never came)", "dropped")
         except ClientGone:
             log.info("%s: client went away; upstream request closed", self.request.path)
+            return None
         except UpstreamError as error:
             self.note_failure(error)
-            await self.send_error_event(error.message, error.kind)
+            state.last_word = error_event(error.message, error.kind)
         finally:
             heartbeat.stop()
-        return state.saw_done
+        if self.holds_last_word or state.last_word is None:
+            return state.last_word
+        await self.write_last_word(state.last_word)
+        return None
 
-    async def send_error_event(self, message: str, kind: str) -> None:
-        """The stream's last word when it failed after the headers went out."""
-        self._write_counted(encode_data(json.dumps({"error": {"message": message, "type": kind}})))
+    async def write_last_word(self, data: bytes) -> None:
+        self._write_counted(data)
         await self._flush_quietly()
 
     async def refusal(self, call: UpstreamCall, status: int, headers: HTTPHeaders) -> ApiError:
@@ -166,16 +170,16 @@ class RelayHandler(BaseHandler):
         out = []
         try:
             for event in state.decoder.feed(piece):
-                if event.data == "[DONE]":
-                    state.done = state.saw_done = True
-                    if not self.withhold_done:
-                        out.append(encode_event(event))
-                    break
-                last_word = state.on_event is not None and state.on_event(event)
-                out.append(encode_event(event))
-                if last_word:  # e.g. LM Studio's own in-stream error: nothing follows it
+                # [DONE], or an event on_event calls final (LM Studio's own in-stream error):
+                # nothing follows it, and it is the stream's last word.
+                if event.data == "[DONE]" or (state.on_event is not None and state.on_event(event)):
                     state.done = True
+                    state.last_word = encode_event(event)
+                    if not self.holds_last_word:
+                        out.append(state.last_word)
+                        state.last_word = None
                     break
+                out.append(encode_event(event))
         except UpstreamError as error:
             call.abort(error)  # the events before it still go out
         if not out:
@@ -217,13 +221,17 @@ def _retrieve(future) -> None:
         future.exception()
 
 
+def error_event(message: str, kind: str) -> bytes:
+    return encode_data(json.dumps({"error": {"message": message, "type": kind}}))
+
+
 class _RelayState:
-    __slots__ = ("decoder", "done", "on_event", "saw_done", "started")
+    __slots__ = ("decoder", "done", "last_word", "on_event", "started")
 
     def __init__(self, on_event: Callable[[Event], bool] | None) -> None:
         self.decoder = SSEDecoder()
         self.done = False
-        self.saw_done = False
+        self.last_word: bytes | None = None
         self.started = False
         self.on_event = on_event
 

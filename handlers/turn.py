@@ -7,9 +7,10 @@ The turn's commit rules:
   and the client gets the storage error. (With a real model the write hides behind prompt
   processing.)
 - the assistant's reply (complete, or the part the client saw when the stream was cut) is
-  appended exactly once, in ``finally``, whatever ended the stream; LM Studio's ``[DONE]``
-  reaches the client only after that, so a client that reads the chat again when the
-  stream ends finds the reply (or, if it could not be stored, an error event instead).
+  appended exactly once, in ``finally``, whatever ended the stream; the stream's last word
+  (``[DONE]`` or an error event) reaches the client only after that, so a client that reads
+  the chat again when the stream ends finds the reply there. If the reply could not be
+  stored, the last word says so instead of ``[DONE]``.
 Turns on one chat run one after another in arrival order (ChatStore.turn), so none
 interleaves or is lost.
 """
@@ -23,7 +24,7 @@ from lmstudio import ReplyCollector, UpstreamError
 from store import ChatNotFound, StoreError
 
 from .errors import ApiError
-from .relay import RelayHandler, is_event_stream
+from .relay import RelayHandler, error_event, is_event_stream
 
 DONE = b"data: [DONE]\n\n"
 
@@ -36,7 +37,7 @@ UPSTREAM_MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id"
 
 
 class TurnHandler(RelayHandler):
-    withhold_done = True
+    holds_last_word = True
 
     async def stream_turn(self, name: str, plan: dict) -> None:
         """Change the chat as ``plan`` says (ChatFolder.begin_turn), stream LM Studio's reply
@@ -56,30 +57,26 @@ class TurnHandler(RelayHandler):
             except StoreError as error:
                 call.abort(error)
                 raise
-            finished = False
+            last_word = None
             try:
-                finished = await self._relay(call, reply)
+                last_word = await self._relay(call, reply)
             finally:
                 problem = await self._commit_reply(name, reply)
-            if finished:
-                if problem is None:
-                    self._write_counted(DONE)
-                    await self._flush_quietly()
-                else:
-                    await self.send_error_event(problem, "storage")
+            if last_word is not None:
+                await self.write_last_word(error_event(problem, "storage") if problem and last_word == DONE else last_word)
 
-    async def _relay(self, call, reply: ReplyCollector) -> bool:
-        """True when LM Studio finished the reply with ``[DONE]``."""
+    async def _relay(self, call, reply: ReplyCollector) -> bytes | None:
+        """The stream's last word, held back for after the commit (None: the client left)."""
         head = await self.upstream_head(call)
         if head is None:
-            return False
+            return None
         status, upstream_headers = head
         if status != 200 or not is_event_stream(upstream_headers):
             raise await self.refusal(call, status, upstream_headers)
-        finished = await self.relay_event_stream(call, reply)
+        last_word = await self.relay_event_stream(call, reply)
         if reply.error is not None:
             self.note_failure(UpstreamError(502, f"LM Studio reported an error mid-reply: {reply.error}", "in_stream"))
-        return finished
+        return last_word
 
     async def _commit_reply(self, name: str, reply: ReplyCollector) -> str | None:
         """Store the reply; the sentence for the client when it could not be."""

@@ -159,9 +159,9 @@ function fillModels(select, current) {
 
 // -- one chat -------------------------------------------------------------------------------
 
-async function openChat(name) {
+async function openChat(name, { keepBanner = false } = {}) {
   stopStream();
-  showBanner("");
+  if (!keepBanner) showBanner("");
   const [chatPayload, branchPayload] = await Promise.all([
     api("GET", `/chat?name=${q(name)}`),
     api("GET", `/chat/branches?name=${q(name)}`),
@@ -183,7 +183,7 @@ async function openChat(name) {
 }
 
 async function reloadChat() {
-  if (state.name) await openChat(state.name);
+  if (state.name) await openChat(state.name, { keepBanner: true });
 }
 
 function splitThink(text) {
@@ -382,6 +382,7 @@ async function streamTurn(method, path, body) {
   setStreaming(true);
   showBanner("");
   let finished = false;
+  let aborted = false;
   let scheduled = false;
   const paint = () => {
     scheduled = false;
@@ -417,7 +418,7 @@ async function streamTurn(method, path, body) {
     if (!finished) showBanner("The connection to chatproxy broke in the middle of the answer. What arrived is kept.");
   } catch (error) {
     if (error.name === "AbortError") {
-      showBanner("");
+      aborted = true;
     } else if (error instanceof TypeError) {
       showBanner("The connection to chatproxy broke in the middle of the answer. What arrived is kept.");
     } else {
@@ -427,6 +428,17 @@ async function streamTurn(method, path, body) {
     state.controller = null;
     setStreaming(false);
     article.classList.remove("streaming");
+  }
+  if (aborted) {
+    // chatproxy stores what was sent once it sees the client go: show that, not a re-read
+    // that may come before it.
+    fillMessage(article, live);
+    const note = document.createElement("p");
+    note.className = "note";
+    note.textContent = live.content || live.reasoning ? "Stopped. The part shown is kept." : "Stopped before the answer began.";
+    article.append(note);
+    if (live.content || live.reasoning) state.chat.messages.push(live);
+    return;
   }
   await guarded(async () => {
     await reloadChat();

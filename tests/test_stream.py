@@ -329,3 +329,19 @@ async def test_done_reaches_the_client_only_once_the_reply_is_stored(proxy, fake
         result = await turn(proxy, stop=look_at_done)
         assert result.data.count("[DONE]") == 1 and result.data[-1] == "[DONE]"
         assert on_disk_at_done == ["Hello, world!"]
+
+
+@pytest.mark.gen_test
+async def test_the_error_event_reaches_the_client_only_once_the_partial_reply_is_stored(proxy, fake, chats_dir):
+    on_disk_at_error = []
+
+    def look_at_the_error(result):
+        if any(data.startswith('{"error"') for data in result.data) and not on_disk_at_error:
+            on_disk_at_error.append(json.loads((chats_dir / "demo.json").read_text())["messages"][-1]["content"])
+        return False
+
+    fake.script.append(Reply(tokens=["Part", "ial", " never"], drop_after=2, interval=0.01))
+    await create(proxy)
+    result = await turn(proxy, stop=look_at_the_error)
+    assert "middle of the reply" in error_event(result)["message"]
+    assert on_disk_at_error == ["Partial"]
