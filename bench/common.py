@@ -97,20 +97,20 @@ def _bench_config(scratch: str) -> str:
     return path
 
 
-def request_bytes(method: str, path: str, body: dict | None = None) -> bytes:
-    payload = json.dumps(body).encode() if body is not None else b""
+def request_bytes(method: str, path: str, body: dict | bytes | None = None) -> bytes:
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else b""
     return (
         f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
     )
 
 
-async def http_call(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, float, bytes]:
+async def http_call(port: int, method: str, path: str, body: dict | bytes | None = None, timeout: float = 30) -> tuple[int, float, bytes]:
     """One request on a fresh connection, read to the end: (status, seconds, raw answer)."""
-    reader, writer = await asyncio.open_connection(HOST, port)
+    reader, writer = await asyncio.open_connection(HOST, port, limit=1 << 20)
     started = time.perf_counter()
     writer.write(request_bytes(method, path, body))
-    data = await asyncio.wait_for(reader.read(), 30)
+    data = await asyncio.wait_for(reader.read(), timeout)
     elapsed = time.perf_counter() - started
     writer.close()
     return int(data.split(b" ", 2)[1]), elapsed, data
