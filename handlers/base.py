@@ -82,6 +82,13 @@ class BaseHandler(RequestHandler):
             raise self._too_large()
         return bytes(self._body)
 
+    def take_body(self) -> bytearray:
+        """The body without a copy; the handler keeps no reference to it afterwards."""
+        if self._body_too_large:
+            raise self._too_large()
+        body, self._body = self._body, bytearray()
+        return body
+
     def _too_large(self) -> ApiError:
         return ApiError(413, f"Request body is larger than the limit of {self.body_limit} bytes")
 

@@ -29,6 +29,7 @@ from .errors import ApiError
 
 log = logging.getLogger("chatproxy.stream")
 
+
 def is_event_stream(headers: HTTPHeaders) -> bool:
     return headers.get("Content-Type", "").startswith("text/event-stream")
 

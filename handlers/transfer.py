@@ -70,13 +70,14 @@ class ImportHandler(BaseHandler):
         return self.config.max_import_size
 
     async def post(self) -> None:
-        body = self.body
+        body = self.take_body()  # a large upload is not copied
         if not body.strip():
             raise ApiError(400, "Request body is empty: expected chats to import")
         try:
             items = formats.parse_import(body, self.text_argument("name"))
         except ValueError as error:
             raise ApiError(400, f"Nothing to import: {error}") from None
+        del body
         imported, errors = [], []
         for item in items:
             if item.error is not None:

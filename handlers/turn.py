@@ -26,11 +26,10 @@ from store import ChatNotFound, StoreError
 from .errors import ApiError
 from .relay import RelayHandler, error_event, is_event_stream
 
-DONE = b"data: [DONE]\n\n"
-
 log = logging.getLogger("chatproxy.turn")
 
 COMPLETIONS_PATH = "/v1/chat/completions"
+DONE = b"data: [DONE]\n\n"
 REQUEST_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 # What of a stored message LM Studio is sent: never our own keys (reasoning, timings...).
 UPSTREAM_MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")

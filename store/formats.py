@@ -8,6 +8,8 @@ path to ``current_node`` becomes ``messages``, every other branch an alternative
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
@@ -54,31 +56,78 @@ def to_markdown(name: str, chat: dict) -> str:
 # -- in ---------------------------------------------------------------------------------
 
 
-def parse_import(body: bytes, default_name: str | None) -> list[ImportItem]:
-    """The chats in an upload, each with the name it asks for, or the error that rules it out.
+NOT_A_FORMAT = "expected a chat (JSON object), a list of chats, NDJSON or ChatGPT's conversations.json"
 
-    Raises ValueError when the upload is none of the known formats.
+
+def parse_import(body: bytes | bytearray, default_name: str | None) -> Iterator[ImportItem]:
+    """The chats in an upload, one at a time, each with the name it asks for or the error
+    that rules it out. A JSON list is read item by item, so a 100 MB ChatGPT export is never
+    all in memory as objects at once.
+
+    Raises ValueError, before any item, when the upload is none of the known formats.
     """
+    start = len(body) - len(body.lstrip())
+    if body[start : start + 1] == b"[":
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"not UTF-8 text ({error})") from None
+        return (_list_item(position, value) for position, value in _array_items(text, start))
     try:
         whole = jsonbytes.loads(body)
     except (ValueError, RecursionError):
-        return list(_ndjson_items(body))
-    if isinstance(whole, list):
-        return [_list_item(position, value) for position, value in enumerate(whole)]
-    if isinstance(whole, dict):
-        if "mapping" in whole:
-            return [_list_item(0, whole)]
-        if "chat" in whole and "name" in whole:
-            return [_named_item(0, whole)]
-        return [_seed_item(0, whole, default_name or whole.get("name") or "Imported chat")]
-    raise ValueError("expected a chat (JSON object), a list of chats, NDJSON or ChatGPT's conversations.json")
+        return _ndjson_items(body)
+    if not isinstance(whole, dict):
+        raise ValueError(NOT_A_FORMAT)
+    if "mapping" in whole:
+        return iter([_list_item(0, whole)])
+    if "chat" in whole and "name" in whole:
+        return iter([_named_item(0, whole)])
+    return iter([_seed_item(0, whole, default_name or whole.get("name") or "Imported chat")])
 
 
-def _ndjson_items(body: bytes) -> Iterator[ImportItem]:
-    lines = body.split(b"\n")
-    if len(lines) < 2 and not body.strip().startswith(b"{"):
-        raise ValueError("expected a chat (JSON object), a list of chats, NDJSON or ChatGPT's conversations.json")
-    for position, line in enumerate(lines):
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _array_items(text: str, start: int) -> Iterator[tuple[int, Any]]:
+    """The items of the JSON array at ``text[start]``, decoded one by one; an item that is not
+    JSON is yielded as an ImportError value and ends the list (nothing after it can be found)."""
+    index = _SPACE.match(text, start + 1).end()
+    position = 0
+    if text[index : index + 1] == "]":
+        return
+    while index < len(text):
+        try:
+            value, index = _DECODER.raw_decode(text, index)
+        except (ValueError, RecursionError) as error:
+            yield position, _Unreadable(f"not valid JSON from here on: {error}")
+            return
+        yield position, value
+        position += 1
+        index = _SPACE.match(text, index).end()
+        separator = text[index : index + 1]
+        if separator == "]":
+            return
+        if separator != ",":
+            yield position, _Unreadable("the list goes on without a comma")
+            return
+        index = _SPACE.match(text, index + 1).end()
+
+
+class _Unreadable:
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _ndjson_items(body: bytes | bytearray) -> Iterator[ImportItem]:
+    if not body.lstrip().startswith(b"{"):
+        raise ValueError(NOT_A_FORMAT)
+    return _ndjson_lines(body)
+
+
+def _ndjson_lines(body: bytes | bytearray) -> Iterator[ImportItem]:
+    for position, line in enumerate(body.split(b"\n")):
         if not line.strip():
             continue
         try:
@@ -90,6 +139,8 @@ def _ndjson_items(body: bytes) -> Iterator[ImportItem]:
 
 
 def _list_item(position: int, value: Any) -> ImportItem:
+    if isinstance(value, _Unreadable):
+        return ImportItem(position, error=value.problem)
     if not isinstance(value, dict):
         return ImportItem(position, error="not a JSON object")
     if "mapping" in value:

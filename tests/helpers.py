@@ -56,6 +56,17 @@ def assert_error(response: "Response | Stream", status: int) -> str:
     return payload["message"]
 
 
+async def create_chat(base_url: str, name: str = "demo", model: str = "test-model", **fields) -> dict:
+    response = await call(base_url, "POST", "/chat", {"name": name, "model": model, **fields})
+    assert response.status == 200, response.body
+    return response.json
+
+
+async def turn(base_url: str, name: str = "demo", content: str = "hi", **kwargs) -> "Stream":
+    """PUT /chat with a user message; ``kwargs`` go to stream()."""
+    return await stream(base_url, "/chat", {"name": name, "message": {"role": "user", "content": content}}, **kwargs)
+
+
 @dataclass
 class Stream:
     status: int = 0

@@ -11,18 +11,10 @@ from urllib.parse import quote
 import pytest
 
 from tests.fake_lmstudio import MODEL, Reply
-from tests.helpers import assert_error, call, stream, wait_for
+from tests.helpers import assert_error, call, stream, turn, wait_for
+from tests.helpers import create_chat as create
 
 HI = {"role": "user", "content": "hi"}
-
-
-async def create(proxy, name="demo", **fields):
-    response = await call(proxy, "POST", "/chat", {"name": name, "model": MODEL, **fields})
-    assert response.status == 200, response.body
-
-
-async def turn(proxy, name="demo", content="hi", **kwargs):
-    return await stream(proxy, "/chat", {"name": name, "message": {"role": "user", "content": content}}, **kwargs)
 
 
 async def chat(proxy, name="demo"):
@@ -481,3 +473,18 @@ async def test_imports_take_their_own_body_limit(proxy):
     assert (await call(proxy, "POST", "/chats/import", raw=line)).status == 200
     assert_error(await call(proxy, "POST", "/chats/import", raw=b"[" + b" " * 200_000 + b"]"), 413)
     assert_error(await call(proxy, "POST", "/chat", raw=line), 413)
+
+
+@pytest.mark.gen_test
+async def test_a_list_broken_in_the_middle_imports_what_comes_before(proxy):
+    good = json.dumps({"name": "one", "chat": {"model": "m", "messages": [HI]}})
+    body = f'  [ {good} , {good.replace("one", "two")}, {{"name": broken}}, {good} ]'.encode()
+    response = await call(proxy, "POST", "/chats/import", raw=body)
+    assert response.status == 200, response.body
+    assert response.json["imported"] == [{"position": 0, "name": "one"}, {"position": 1, "name": "two"}]
+    [error] = response.json["errors"]
+    assert error["position"] == 2 and "not valid JSON" in error["message"]
+    missing_comma = f"[{good} {good}]".encode()
+    response = await call(proxy, "POST", "/chats/import", raw=missing_comma)
+    assert [e["message"] for e in response.json["errors"]] == ["the list goes on without a comma"]
+    assert (await call(proxy, "POST", "/chats/import", raw=b"[]")).json["imported"] == []

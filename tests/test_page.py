@@ -31,9 +31,9 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's ch
 
 
 @asynccontextmanager
-async def browser_page(proxy: str, request, **context_options):
-    """A fresh browser on the page; a screenshot in test-artifacts/ if the test fails, and
-    no uncaught script error allowed."""
+async def browser_page(proxy: str, request, ready: bool = True, **context_options):
+    """A fresh browser on the page (once it shows the first listing, unless ``ready`` is
+    false); a screenshot in test-artifacts/ if the test fails; no uncaught script error."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -45,7 +45,8 @@ async def browser_page(proxy: str, request, **context_options):
             page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
             try:
                 await page.goto(proxy + "/")
-                await expect(page.locator("body[data-ready]")).to_have_count(1)
+                if ready:
+                    await expect(page.locator("body[data-ready]")).to_have_count(1)
                 yield page
                 assert errors == [], errors
             except BaseException:
@@ -281,7 +282,7 @@ async def test_export_markdown_downloads_the_chat(proxy, fake, request):
 @pytest.mark.gen_test(timeout=60)
 @pytest.mark.config(token="page-token-0123456789abcdef")
 async def test_the_token_is_asked_for_once_and_kept(proxy, request):
-    async with async_playwright_page_without_ready(proxy, request) as page:
+    async with browser_page(proxy, request, ready=False) as page:  # it asks for the token first
         await expect(page.locator("#token-dialog")).to_be_visible()
         await page.get_by_label("Token", exact=True).fill("wrong-token-0123456789")
         await page.get_by_role("button", name="Continue").click()
@@ -294,24 +295,6 @@ async def test_the_token_is_asked_for_once_and_kept(proxy, request):
         await expect(page.locator("body[data-ready]")).to_have_count(1)
         await expect(page.locator("#token-dialog")).to_be_hidden()
         await expect(page.locator("#chat-list")).to_contain_text("with token")
-
-
-@asynccontextmanager
-async def async_playwright_page_without_ready(proxy: str, request):
-    """browser_page for a page that first asks for the token (it is not ready before)."""
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = await (await browser.new_context()).new_page()
-        page.set_default_timeout(10_000)
-        try:
-            await page.goto(proxy + "/")
-            yield page
-        except BaseException:
-            ARTIFACTS.mkdir(exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-            raise
-        finally:
-            await browser.close()
 
 
 @pytest.mark.gen_test(timeout=60)

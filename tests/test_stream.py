@@ -8,18 +8,10 @@ import json
 import pytest
 
 from tests.fake_lmstudio import MODEL, Reply
-from tests.helpers import assert_error, call, stream, wait_for
+from tests.helpers import assert_error, call, stream, turn, wait_for
+from tests.helpers import create_chat as create
 
 HI = {"role": "user", "content": "hi"}
-
-
-async def create(proxy, name="demo", **fields):
-    response = await call(proxy, "POST", "/chat", {"name": name, "model": MODEL, **fields})
-    assert response.status == 200, response.body
-
-
-async def turn(proxy, name="demo", content="hi", **kwargs):
-    return await stream(proxy, "/chat", {"name": name, "message": {"role": "user", "content": content}}, **kwargs)
 
 
 async def stored(proxy, name="demo"):
