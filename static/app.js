@@ -177,7 +177,8 @@ async function openChat(name, { keepBanner = false } = {}) {
   $("#settings-toggle").setAttribute("aria-expanded", "false");
   renderMessages();
   document.querySelectorAll("#chat-list button").forEach((button) => {
-    button.toggleAttribute("aria-current", button.dataset.name === name);
+    if (button.dataset.name === name) button.setAttribute("aria-current", "true");
+    else button.removeAttribute("aria-current");
   });
   $("#input").focus();
 }

@@ -97,6 +97,7 @@ async def test_create_stream_and_reload_shows_the_saved_turns(proxy, fake, reque
         await page.reload()
         await page.get_by_role("button", name="First chat").click()
         await expect(page.locator(".message")).to_have_count(2)
+        await expect(page.locator("#chat-list button[aria-current=true]")).to_have_text("First chattest-model")
         await expect(page.locator(".message.user .content")).to_have_text("Hello there")
 
 
