@@ -36,6 +36,8 @@ class PageHandler(BaseHandler):
         self.set_header("Cache-Control", "no-cache")
         self.finish((STATIC_DIR / "index.html").read_bytes())
 
+    head = get  # Tornado sends no body for HEAD
+
 
 class StaticHandler(StaticFileHandler):
     """Tornado's static files (ETags, ranges, no path outside static/), with chatproxy's JSON

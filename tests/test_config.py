@@ -155,3 +155,16 @@ def test_runs_on_uvloop_where_installed_and_on_asyncio_without(monkeypatch):
     assert run_event_loop(loop_module()).startswith("uvloop")
     monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed: import fails
     assert run_event_loop(loop_module()).startswith("asyncio")
+
+
+def test_every_chat_route_has_a_curl_example_in_the_readme(project_root):
+    import re
+
+    from handlers import routes
+
+    readme = (project_root / "README.md").read_text()
+    curl_lines = [line for line in readme.splitlines() if line.startswith("curl ")]
+    for pattern, *_ in routes(services=None):
+        if not pattern.startswith(("/chat", "/chats")):
+            continue
+        assert any(re.search(r"localhost:8080" + re.escape(pattern) + r"(?:[?' ]|$)", line) for line in curl_lines), pattern

@@ -238,3 +238,19 @@ async def test_deeply_nested_bodies_are_400(proxy, chats_dir, depth):
     assert "nested" in assert_error(await call(proxy, "PUT", "/chat", raw=message), 400)
     assert "nested" in assert_error(await call(proxy, "POST", "/chat", raw=b'{"name": "n", "model": "m", "x": ' + nested + b"}"), 400)
     assert (chats_dir / "demo.json").read_bytes() == before
+
+
+@pytest.mark.gen_test
+@pytest.mark.config(token="s3cret-token-for-tests-0123456789")
+async def test_the_page_and_its_files_need_no_token_and_carry_a_strict_csp(proxy):
+    for method in ("GET", "HEAD"):
+        page = await call(proxy, method, "/")
+        assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert b'<script type="module" src="/static/app.js">' in (await call(proxy, "GET", "/")).body
+    for name in ("app.js", "markdown.js", "style.css"):
+        asset = await call(proxy, "GET", "/static/" + name)
+        assert asset.status == 200 and asset.body
+    assert "No file" in assert_error(await call(proxy, "GET", "/static/nope.js"), 404)
+    assert_error(await call(proxy, "GET", "/static/../config.toml"), 404)
+    assert_error(await call(proxy, "GET", "/chats"), 401)
