@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from typing import Any, Callable, TypeVar
 
 import jsonbytes
@@ -28,6 +29,10 @@ class ChatFolder:
         self._dir = os.fspath(directory)
         self._lock_dir = os.path.join(self._dir, files.LOCK_DIR)
         self._dir_fd: int | None = None  # kept open for the folder fsync after each write
+        # Descriptors of folders that were removed and made again: another thread may still
+        # be fsyncing one, so they are closed only with the folder (it happens rarely).
+        self._retired_fds: list[int] = []
+        self._recreating = threading.Lock()
         self._index = ChatIndex(self._dir, self._recreate_folder)
         self._search = SearchIndex(self._dir, self._index, self._read_existing)
 
@@ -38,17 +43,31 @@ class ChatFolder:
 
     def close(self) -> None:
         self._search.close()
-        if self._dir_fd is not None:
-            os.close(self._dir_fd)
-            self._dir_fd = None
+        for fd in [*self._retired_fds, *([self._dir_fd] if self._dir_fd is not None else [])]:
+            os.close(fd)
+        self._retired_fds.clear()
+        self._dir_fd = None
 
     def _recreate_folder(self) -> None:
         """Make the folder and ``.locks/`` again (a user, a sync or a backup tool removed them),
         and hold the folder that is there now for the fsync after each write."""
-        os.makedirs(self._lock_dir, exist_ok=True)
-        old, self._dir_fd = self._dir_fd, os.open(self._dir, os.O_RDONLY | os.O_CLOEXEC)
-        if old is not None:
-            os.close(old)
+        with self._recreating:
+            os.makedirs(self._lock_dir, exist_ok=True)
+            if self._dir_fd is not None and not self._is_gone(self._dir_fd):
+                return  # another thread made it again meanwhile
+            fd = os.open(self._dir, os.O_RDONLY | os.O_CLOEXEC)
+            if self._dir_fd is not None:
+                self._retired_fds.append(self._dir_fd)
+            self._dir_fd = fd
+
+    def _is_gone(self, fd: int) -> bool:
+        """Whether the folder open as ``fd`` is no longer the one at our path."""
+        try:
+            here = os.stat(self._dir)
+        except FileNotFoundError:
+            return True
+        held = os.fstat(fd)
+        return held.st_nlink == 0 or (held.st_dev, held.st_ino) != (here.st_dev, here.st_ino)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -270,9 +289,11 @@ class ChatFolder:
         """The open descriptor of the folder that is there now: one that was removed and made
         again (by hand, or restored by a backup tool) is opened anew, or its fsync would
         sync a folder that no longer holds the files."""
-        if self._dir_fd is None or os.fstat(self._dir_fd).st_nlink == 0:
+        fd = self._dir_fd
+        if fd is None or os.fstat(fd).st_nlink == 0:
             self._recreate_folder()
-        return self._dir_fd
+            fd = self._dir_fd
+        return fd
 
     def _write(self, file_name: str, chat: dict) -> None:
         stat = files.write_atomic(self._path(file_name), chatfile.encode(chat), self._folder_fd())

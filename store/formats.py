@@ -158,7 +158,9 @@ def _named_item(position: int, value: dict) -> ImportItem:
     return _seed_item(position, value.get("chat"), name)
 
 
-def _seed_item(position: int, chat: Any, name: str) -> ImportItem:
+def _seed_item(position: int, chat: Any, name: Any) -> ImportItem:
+    if not isinstance(name, str) or not name.strip():
+        name = f"Imported chat {position + 1}"
     if not isinstance(chat, dict):
         return ImportItem(position, name, error="'chat' must be a JSON object")
     problem = _chat_problem(chat)
