@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from tornado.iostream import StreamClosedError
+
 import jsonbytes
 from store import StoreError, formats
 
@@ -39,7 +41,7 @@ class ChatExportHandler(BaseHandler):
         else:
             self.set_header("Content-Type", "text/markdown; charset=UTF-8")
             self.set_header("Content-Disposition", attachment(f"{name}.md"))
-            self.finish(formats.to_markdown(name, chat).encode("utf-8", "surrogatepass"))
+            self.finish(formats.to_markdown(name, chat).encode("utf-8", "replace"))  # a lone surrogate: U+FFFD
 
 
 class ChatsExportHandler(BaseHandler):
@@ -51,10 +53,13 @@ class ChatsExportHandler(BaseHandler):
         chats = await self.store.list_chats()
         self.set_header("Content-Type", "application/x-ndjson; charset=UTF-8")
         self.set_header("Content-Disposition", attachment("chats.ndjson"))
-        for start in range(0, len(chats), EXPORT_BATCH):
-            batch = [chat["name"] for chat in chats[start : start + EXPORT_BATCH]]
-            self.write(await self.store.export_lines(batch))
-            await self.flush()  # waits for a slow client: no more than a batch is held
+        try:
+            for start in range(0, len(chats), EXPORT_BATCH):
+                batch = [chat["name"] for chat in chats[start : start + EXPORT_BATCH]]
+                self.write(await self.store.export_lines(batch))
+                await self.flush()  # waits for a slow client: no more than a batch is held
+        except StreamClosedError:
+            return  # the client left: nothing to finish
         self.finish()
 
 

@@ -488,3 +488,18 @@ async def test_a_list_broken_in_the_middle_imports_what_comes_before(proxy):
     response = await call(proxy, "POST", "/chats/import", raw=missing_comma)
     assert [e["message"] for e in response.json["errors"]] == ["the list goes on without a comma"]
     assert (await call(proxy, "POST", "/chats/import", raw=b"[]")).json["imported"] == []
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_client_leaving_mid_export_is_no_error(proxy, chats_dir, caplog, services):
+    for number in range(300):
+        write_chat(chats_dir, f"c{number:03}", "x" * 2000)
+    result = await stream(proxy, "/chats/export", {}, method="GET", stop=lambda result: len(result.chunks) >= 1)
+    assert result.status == 200
+    assert (await call(proxy, "GET", "/chats")).status == 200  # the server is fine
+    def export_ended():
+        labels = {"route": "/chats/export", "method": "GET", "status": "200"}
+        return services.metrics.registry.get_sample_value("chatproxy_requests_total", labels) == 1
+
+    await wait_for(export_ended, what="the export to end")
+    assert "Traceback" not in caplog.text and "Uncaught exception" not in caplog.text
