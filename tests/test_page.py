@@ -343,3 +343,29 @@ async def test_dark_and_light(proxy, request):
         assert dark != light and light == "rgb(255, 255, 255)"
         await page.reload()
         await expect(page.locator("html[data-theme=light]")).to_have_count(1)
+
+
+XSS = [
+    "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "<svg/onload=alert(1)>", '"><iframe src="javascript:alert(1)">',
+    "[x](javascript:alert(1))", "[x](JaVaScRiPt:alert(1))", "[x](data:text/html,<script>alert(1)</script>)",
+    '[x](https://ok.test/"onmouseover="alert(1))', "[x](vbscript:msgbox(1))", "`<b>code</b>`", "```\n</code><script>x()</script>\n```",
+    "**<u>bold</u>**", "> <img src=y onerror=z()>", "- <a href=javascript:x>item</a>", "# <style>*{}</style>", "<!-- comment -->",
+    "&lt;script&gt; stays text", "[ok](https://example.com/?a=1&b=2)", "_<i>x</i>_", "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
+]
+OWN_TAGS = {"p", "br", "strong", "em", "code", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote", "a"}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_markdown_renderer_emits_only_its_own_tags(proxy, request):
+    import re
+
+    async with browser_page(proxy, request) as page:
+        rendered = await page.evaluate(
+            "async (texts) => { const md = await import('/static/markdown.js'); return texts.map((t) => md.render(t)); }", XSS
+        )
+    for text, html in zip(XSS, rendered):
+        tags = set(re.findall(r"</?([a-zA-Z][a-zA-Z0-9]*)", html))
+        assert tags <= OWN_TAGS, (text, html)
+        for href in re.findall(r'href="([^"]*)"', html):
+            assert href.startswith(("https://", "http://", "mailto:")), (text, html)
+        assert not re.search(r"<[^>]*\son\w+=", html), (text, html)
