@@ -341,6 +341,8 @@ function editMessage(article, index) {
 // -- streaming a reply ----------------------------------------------------------------------
 
 function setStreaming(on) {
+  // Screen readers announce the answer once it is whole, not every token as it arrives.
+  $("#messages").setAttribute("aria-busy", String(on));
   $("#send").hidden = on;
   $("#stop").hidden = !on;
   document.querySelectorAll(".message .tools button").forEach((button) => (button.disabled = on));

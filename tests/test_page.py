@@ -124,9 +124,11 @@ async def test_escape_aborts_the_stream_and_keeps_what_arrived(proxy, fake, serv
         await send(page, "Tell me everything")
         await expect(page.locator(".message.assistant .content")).to_have_text("Partial answer")
         await expect(page.get_by_role("button", name="Stop")).to_be_visible()
+        await expect(page.locator("#messages")).to_have_attribute("aria-busy", "true")
         await page.keyboard.press("Escape")
         await wait_for(lambda: fake.closed_early == 1, what="the upstream request to be closed")
         await expect(page.locator(".message.assistant .note")).to_have_text("Stopped. The part shown is kept.")
+        await expect(page.locator("#messages")).to_have_attribute("aria-busy", "false")
         await expect(page.get_by_role("button", name="Send")).to_be_visible()
         await wait_for(lambda: len(services.streams) == 0, what="the turn to be stored")
         assert await stored(proxy, "abort") == [("user", "Tell me everything"), ("assistant", "Partial answer")]

@@ -347,3 +347,48 @@ async def test_a_failing_disk_answers_500_saying_so(proxy, chats_dir):
     chats_dir.write_text("not a folder any more")
     message = assert_error(await call(proxy, "POST", "/chat", {"name": "x", "model": "m"}), 500)
     assert message.startswith("Storage failed while saving chat 'x'") and "Not a directory" in message
+
+
+def test_two_processes_renaming_onto_one_name_lose_nothing(tmp_path):
+    """Two ChatFolders on one folder hold separate flocks, as two processes do: renaming two
+    chats onto one new name at once, exactly one wins and the other chat stays as it was."""
+    import threading
+
+    from store import ChatExists
+
+    folder = tmp_path / "chats"
+    first, second = ChatFolder(folder), ChatFolder(folder)
+    first.open()
+    second.open()
+    try:
+        for round_number in range(30):
+            target = f"target {round_number}"
+            first.create(f"a{round_number}", {"model": "a", "messages": []})
+            second.create(f"b{round_number}", {"model": "b", "messages": []})
+            outcomes = {}
+            start = threading.Barrier(2)
+
+            def rename(chat_folder, name):
+                start.wait()
+                try:
+                    chat_folder.rename(name, target)
+                    outcomes[name] = "renamed"
+                except ChatExists:
+                    outcomes[name] = "exists"
+
+            threads = [threading.Thread(target=rename, args=(first, f"a{round_number}")),
+                       threading.Thread(target=rename, args=(second, f"b{round_number}"))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+            assert sorted(outcomes.values()) == ["exists", "renamed"], outcomes
+            winner = next(name for name, outcome in outcomes.items() if outcome == "renamed")
+            loser = next(name for name, outcome in outcomes.items() if outcome == "exists")
+            assert first.read(target)["model"] == winner[0]
+            assert first.read(loser)["model"] == loser[0]
+            with pytest.raises(Exception):
+                first.read(winner)
+    finally:
+        first.close()
+        second.close()
