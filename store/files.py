@@ -11,6 +11,7 @@ import itertools
 import logging
 import os
 import secrets
+import stat
 from contextlib import contextmanager, suppress
 from typing import Callable, Iterator
 
@@ -74,13 +75,20 @@ def _sync_folder_of(path: str | os.PathLike, directory_fd: int | None) -> None:
 
 
 def read_bytes(path: str | os.PathLike) -> bytes | None:
-    """The file's bytes, or None if it does not exist (four system calls; Path.read_bytes makes seven)."""
+    """The file's bytes, or None if it does not exist (four system calls; Path.read_bytes makes seven).
+
+    Anything but a regular file (a folder, a FIFO someone left there) is an OSError: opened
+    without blocking, a FIFO cannot hold a thread forever.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     try:
-        size = os.fstat(fd).st_size
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(errno.EISDIR if stat.S_ISDIR(status.st_mode) else errno.EINVAL, "Not a regular file", os.fspath(path))
+        size = status.st_size
         data = os.read(fd, size + 1)
         if len(data) != size:  # a short read, or a file edited in place meanwhile
             rest = [data]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from stat import S_ISREG
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -123,7 +124,9 @@ class ChatIndex:
             try:
                 stat = entry.stat()
             except FileNotFoundError:
-                continue
+                continue  # removed since the folder was read, or a dangling link
+            if not S_ISREG(stat.st_mode):
+                continue  # a folder or a FIFO named like a chat: not one
             old = known.get(entry.name)
             if old is not None and (old.mtime_ns, old.size) == (stat.st_mtime_ns, stat.st_size):
                 fresh[entry.name] = old

@@ -392,3 +392,20 @@ def test_two_processes_renaming_onto_one_name_lose_nothing(tmp_path):
     finally:
         first.close()
         second.close()
+
+
+@pytest.mark.gen_test
+async def test_odd_entries_in_the_folder_do_not_break_the_listing_or_search(proxy, chats_dir):
+    assert (await call(proxy, "POST", "/chat", {"name": "good", "model": "m"})).status == 200
+    (chats_dir / "a folder.json").mkdir()
+    (chats_dir / "dangling.json").symlink_to(chats_dir / "nowhere.json")
+    (chats_dir / "fifo.json").touch()
+    os.unlink(chats_dir / "fifo.json")
+    os.mkfifo(chats_dir / "fifo.json")
+    listing = await call(proxy, "GET", "/chats")
+    assert listing.status == 200, listing.body
+    assert [chat["name"] for chat in listing.json["chats"]] == ["good"]
+    assert (await call(proxy, "GET", "/chats?q=good")).status == 200
+    assert "Not a regular file" in assert_error(await call(proxy, "GET", "/chat?name=a%20folder"), 500)
+    assert "Not a regular file" in assert_error(await call(proxy, "GET", "/chat?name=fifo"), 500)  # and no thread hangs on it
+    assert_error(await call(proxy, "GET", "/chat?name=dangling"), 404)
