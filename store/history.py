@@ -19,12 +19,43 @@ from __future__ import annotations
 from .errors import InvalidChatValue, MessageIndexError
 
 ALTERNATIVES = "alternatives"
+# Where a hand-edited ``alternatives`` value that is not of this shape is kept, untouched,
+# when the chat changes: never lost, never in the way.
+UNREADABLE = "alternatives_unreadable"
+
+
+def _is_tail(value: object) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("messages"), list)
+
+
+def _readable(node: dict) -> dict[str, list]:
+    """``node``'s alternatives, for reading: what is not of the shape above is left out."""
+    alternatives = node.get(ALTERNATIVES)
+    if not isinstance(alternatives, dict):
+        return {}
+    return {key: choices for key, choices in alternatives.items() if isinstance(choices, list)}
 
 
 def _alternatives(chat: dict) -> dict[str, list[dict]]:
+    """The chat's alternatives, for changing: every entry a list of tails. A value of another
+    shape (a hand edit) moves to ``alternatives_unreadable`` first."""
     alternatives = chat.get(ALTERNATIVES)
     if not isinstance(alternatives, dict):
+        if alternatives is not None:
+            chat.setdefault(UNREADABLE, []).append(alternatives)
         alternatives = chat[ALTERNATIVES] = {}
+    for key, choices in list(alternatives.items()):
+        if not isinstance(choices, list):
+            chat.setdefault(UNREADABLE, []).append({key: choices})
+            choices = []
+        damaged = [choice for choice in choices if not _is_tail(choice)]
+        if damaged:
+            chat.setdefault(UNREADABLE, []).append({key: damaged})
+            choices = [choice for choice in choices if _is_tail(choice)]
+        if not choices:
+            del alternatives[key]
+        elif choices is not alternatives[key]:
+            alternatives[key] = choices  # a list is replaced only when it held damage
     return alternatives
 
 
@@ -105,40 +136,44 @@ def prepare_regenerate(chat: dict) -> None:
 
 def switch(chat: dict, index: int, alternative: int) -> None:
     """Make alternative ``alternative`` at ``index`` the current branch."""
-    alternatives = _alternatives(chat)
-    choices = alternatives.get(str(index))
+    choices = _tails_at(chat, index)
     if not choices:
-        _tidy(chat)
         raise InvalidChatValue(f"The chat has no alternatives at message {index}")
     if not 0 <= alternative < len(choices):
         raise InvalidChatValue(f"Alternative {alternative} is out of range: message {index} has {len(choices)}")
     if index > len(chat["messages"]):
         raise InvalidChatValue(f"Message {index} is beyond the current branch")
+    alternatives = _alternatives(chat)  # now holds exactly the tails counted above
+    choices = alternatives[str(index)]
     chosen = choices[alternative]
     current = _detach_tail(chat, index)
     choices[alternative] = current
-    chat["messages"].extend(chosen.get("messages", []))
-    alternatives.update(chosen.get(ALTERNATIVES) or {})
+    chat["messages"].extend(chosen["messages"])
+    alternatives.update(_readable(chosen))
     _tidy(chat)
+
+
+def _tails_at(node: dict, index: int) -> list[dict]:
+    """The alternatives at ``index``, numbered as branches() and switch() number them."""
+    return [tail for tail in _readable(node).get(str(index), []) if _is_tail(tail)]
 
 
 def branches(chat: dict) -> list[dict]:
     """The places on the current branch where alternatives part, in order."""
     out = []
     count = len(chat["messages"])
-    for key, choices in sorted((chat.get(ALTERNATIVES) or {}).items(), key=lambda item: _position(item[0])):
-        index = _position(key)
-        if not 0 <= index <= count or not isinstance(choices, list):
-            continue
-        out.append(
-            {
-                "index": index,
-                "alternatives": [
-                    {"alternative": number, "messages": len(tail.get("messages", [])), "preview": _preview(tail)}
-                    for number, tail in enumerate(choices)
-                ],
-            }
-        )
+    for index in sorted(_position(key) for key in _readable(chat)):
+        choices = _tails_at(chat, index)
+        if 0 <= index <= count and choices:
+            out.append(
+                {
+                    "index": index,
+                    "alternatives": [
+                        {"alternative": number, "messages": len(tail["messages"]), "preview": _preview(tail)}
+                        for number, tail in enumerate(choices)
+                    ],
+                }
+            )
     return out
 
 
@@ -155,10 +190,9 @@ def all_texts(chat: dict) -> list[str]:
     stack = [chat]
     while stack:
         node = stack.pop()
-        for message in node.get("messages") or []:
+        for message in node["messages"]:
             if isinstance(message, dict) and isinstance(message.get("content"), str):
                 texts.append(message["content"])
-        for choices in (node.get(ALTERNATIVES) or {}).values():
-            if isinstance(choices, list):
-                stack.extend(tail for tail in choices if isinstance(tail, dict))
+        for choices in _readable(node).values():
+            stack.extend(tail for tail in choices if _is_tail(tail))
     return texts

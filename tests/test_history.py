@@ -120,3 +120,95 @@ def test_branches_lists_the_places_on_the_current_branch():
     assert history.branches(chat) == [
         {"index": 3, "alternatives": [{"alternative": 0, "messages": 1, "preview": "a2"}]}
     ]
+
+
+# -- hand-edited files: whatever shape a chat has, the rules answer or refuse, never crash ------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from store import StoreError  # noqa: E402
+
+junk = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 5) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(["messages", "alternatives", "content", "role", "0", "1", "2"]), children, max_size=3),
+    max_leaves=10,
+)
+message = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]) | junk, "content": st.text(max_size=5) | junk}) | junk
+odd_chats = st.fixed_dictionaries(
+    {"messages": st.lists(message, max_size=5)},
+    optional={"alternatives": st.dictionaries(st.sampled_from(["0", "1", "2", "3", "x", "-1"]), st.lists(st.fixed_dictionaries({"messages": st.lists(message, max_size=3)}) | junk, max_size=2) | junk, max_size=3) | junk},
+)
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("edit"), st.integers(-1, 5), st.text(max_size=3)),
+        st.tuples(st.just("rerun"), st.integers(-1, 5), st.text(max_size=3)),
+        st.tuples(st.just("regenerate")),
+        st.tuples(st.just("switch"), st.integers(-1, 5), st.integers(-1, 2)),
+        st.tuples(st.just("branches")),
+        st.tuples(st.just("texts")),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(chat=odd_chats, steps=operations)
+def test_any_chat_shape_is_answered_or_refused_never_crashed(chat, steps):
+    import json
+
+    for step in steps:
+        try:
+            if step[0] == "edit":
+                history.edit(chat, step[1], step[2])
+            elif step[0] == "rerun":
+                history.rerun_from(chat, step[1], step[2])
+            elif step[0] == "regenerate":
+                history.prepare_regenerate(chat)
+            elif step[0] == "switch":
+                history.switch(chat, step[1], step[2])
+            elif step[0] == "branches":
+                json.dumps(history.branches(chat))
+            else:
+                assert all(isinstance(text, str) for text in history.all_texts(chat))
+        except StoreError:
+            pass
+        assert isinstance(chat["messages"], list)
+        json.dumps(chat)  # still storable
+
+
+def test_damaged_alternatives_are_set_aside_not_lost_and_numbered_alike():
+    good = {"messages": [{"role": "assistant", "content": "kept"}]}
+    chat = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "now"}],
+            "alternatives": {"1": ["junk", good], "x": 5}}
+    assert history.branches(chat) == [{"index": 1, "alternatives": [{"alternative": 0, "messages": 1, "preview": "kept"}]}]
+    history.switch(chat, 1, 0)
+    assert contents(chat) == ["q", "kept"]
+    assert chat["alternatives"]["1"][0]["messages"][0]["content"] == "now"
+    assert chat["alternatives_unreadable"] == [{"1": ["junk"]}, {"x": 5}]
+    assert list(chat["alternatives"]) == ["1"]
+
+
+well_formed = st.lists(st.text(min_size=1, max_size=4), min_size=1, max_size=6).map(lambda texts: chat_of(*texts))
+
+
+@settings(max_examples=400, deadline=None)
+@given(chat=well_formed, steps=operations)
+def test_no_sequence_of_operations_loses_a_text(chat, steps):
+    seen = every_text(chat)
+    for step in steps:
+        try:
+            if step[0] == "edit":
+                history.edit(chat, step[1], step[2])
+            elif step[0] == "rerun":
+                history.rerun_from(chat, step[1], step[2])
+            elif step[0] == "regenerate":
+                history.prepare_regenerate(chat)
+                chat["messages"].append({"role": "assistant", "content": "new reply"})
+            elif step[0] == "switch":
+                history.switch(chat, step[1], step[2])
+        except StoreError:
+            pass
+        seen |= every_text(chat)
+        assert every_text(chat) == seen
+        assert "alternatives_unreadable" not in chat
