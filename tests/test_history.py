@@ -152,27 +152,37 @@ operations = st.lists(
 )
 
 
+def apply(chat: dict, step: tuple, reply: str | None = None) -> None:
+    """One drawn operation; a refusal (StoreError) is an answer too. ``reply`` is appended
+    after a regenerate, as the turn would."""
+    import json
+
+    try:
+        if step[0] == "edit":
+            history.edit(chat, step[1], step[2])
+        elif step[0] == "rerun":
+            history.rerun_from(chat, step[1], step[2])
+        elif step[0] == "regenerate":
+            history.prepare_regenerate(chat)
+            if reply is not None:
+                chat["messages"].append({"role": "assistant", "content": reply})
+        elif step[0] == "switch":
+            history.switch(chat, step[1], step[2])
+        elif step[0] == "branches":
+            json.dumps(history.branches(chat))
+        else:
+            assert all(isinstance(text, str) for text in history.all_texts(chat))
+    except StoreError:
+        pass
+
+
 @settings(max_examples=400, deadline=None)
 @given(chat=odd_chats, steps=operations)
 def test_any_chat_shape_is_answered_or_refused_never_crashed(chat, steps):
     import json
 
     for step in steps:
-        try:
-            if step[0] == "edit":
-                history.edit(chat, step[1], step[2])
-            elif step[0] == "rerun":
-                history.rerun_from(chat, step[1], step[2])
-            elif step[0] == "regenerate":
-                history.prepare_regenerate(chat)
-            elif step[0] == "switch":
-                history.switch(chat, step[1], step[2])
-            elif step[0] == "branches":
-                json.dumps(history.branches(chat))
-            else:
-                assert all(isinstance(text, str) for text in history.all_texts(chat))
-        except StoreError:
-            pass
+        apply(chat, step)
         assert isinstance(chat["messages"], list)
         json.dumps(chat)  # still storable
 
@@ -197,18 +207,7 @@ well_formed = st.lists(st.text(min_size=1, max_size=4), min_size=1, max_size=6).
 def test_no_sequence_of_operations_loses_a_text(chat, steps):
     seen = every_text(chat)
     for step in steps:
-        try:
-            if step[0] == "edit":
-                history.edit(chat, step[1], step[2])
-            elif step[0] == "rerun":
-                history.rerun_from(chat, step[1], step[2])
-            elif step[0] == "regenerate":
-                history.prepare_regenerate(chat)
-                chat["messages"].append({"role": "assistant", "content": "new reply"})
-            elif step[0] == "switch":
-                history.switch(chat, step[1], step[2])
-        except StoreError:
-            pass
+        apply(chat, step, reply="new reply")
         seen |= every_text(chat)
         assert every_text(chat) == seen
         assert "alternatives_unreadable" not in chat
