@@ -5,6 +5,7 @@ message can never bring a script of its own, whatever reaches the page."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ def _secure(handler) -> None:
     handler.set_header("Referrer-Policy", "no-referrer")
 
 
+@functools.cache
+def _page() -> bytes:
+    """index.html, read once: it is part of the program, and no file is read on the loop."""
+    return (STATIC_DIR / "index.html").read_bytes()
+
+
 class PageHandler(BaseHandler):
     route = "/"
     requires_token = False
@@ -34,7 +41,7 @@ class PageHandler(BaseHandler):
         _secure(self)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Cache-Control", "no-cache")
-        self.finish((STATIC_DIR / "index.html").read_bytes())
+        self.finish(_page())
 
     head = get  # Tornado sends no body for HEAD
 
