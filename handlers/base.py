@@ -22,6 +22,7 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 import jsonbytes
 from store import ChatCorrupt, StoreError
 
+from . import params
 from .errors import ApiError, status_for_store_error
 from .services import Services
 
@@ -158,13 +159,16 @@ class BaseHandler(RequestHandler):
         """``?name=`` as in the original server; a JSON body's ``name`` also works (DELETE)."""
         name = self.text_argument("name")
         if name is None and self.body:
-            name = self.json_body().get("name")
-            if not isinstance(name, str):
-                raise ApiError(400, "'name' must be a string")
+            return self.chat_name(self.json_body())
         if not name:
             raise ApiError(400, "'name' is required (?name=...)")
         self.log_chat = name
         return name
+
+    def chat_name(self, body: dict[str, Any]) -> str:
+        """The body's ``name``, checked, and noted for the request's log line."""
+        self.log_chat = params.text(body, "name")
+        return self.log_chat
 
     def send_json(self, payload: dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
@@ -181,23 +185,7 @@ class BaseHandler(RequestHandler):
         super().send_error(status_for_store_error(error) or status_code, **kwargs)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, ApiError):
-            message = error.message
-            for name, value in error.headers.items():
-                self.set_header(name, value)
-        elif isinstance(error, StoreError):
-            message = str(error)
-        elif status_code == 405:
-            message = f"Method {self.request.method} is not allowed on {self.request.path}"
-        elif isinstance(error, HTTPError) and status_code < 500:
-            message = error.log_message or self._reason
-        elif status_code >= 500:
-            message = "Internal server error; the details are in the server log"
-        else:
-            message = self._reason
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(jsonbytes.dumps({"status": "error", "message": message}))
+        write_json_error(self, status_code, kwargs.get("exc_info", (None, None, None))[1])
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, ChatCorrupt):
@@ -218,6 +206,27 @@ class NotFoundHandler(BaseHandler):
         super().prepare()
         if self.request.method != "OPTIONS":
             raise ApiError(404, f"No route for {self.request.method} {self.request.path}")
+
+
+def write_json_error(handler: RequestHandler, status_code: int, error: BaseException | None) -> None:
+    """The one error shape, ``{"status": "error", "message": ...}``, for every handler
+    (the static files' too): never an HTML page, never a traceback."""
+    if isinstance(error, ApiError):
+        message = error.message
+        for name, value in error.headers.items():
+            handler.set_header(name, value)
+    elif isinstance(error, StoreError):
+        message = str(error)
+    elif status_code == 405:
+        message = f"Method {handler.request.method} is not allowed on {handler.request.path}"
+    elif isinstance(error, HTTPError) and status_code < 500:
+        message = error.log_message or handler._reason
+    elif status_code >= 500:
+        message = "Internal server error; the details are in the server log"
+    else:
+        message = handler._reason
+    handler.set_header("Content-Type", "application/json; charset=UTF-8")
+    handler.finish(jsonbytes.dumps({"status": "error", "message": message}))
 
 
 def _depth_over(value: Any, limit: int) -> bool:

@@ -15,7 +15,7 @@ class RegenerateHandler(TurnHandler):
 
     async def post(self) -> None:
         body = self.json_body()
-        await self.stream_turn(params.text(body, "name"), {"regenerate": True})
+        await self.stream_turn(self.chat_name(body), {"regenerate": True})
 
 
 class BranchesHandler(BaseHandler):
@@ -34,7 +34,7 @@ class BranchHandler(BaseHandler):
 
     async def post(self) -> None:
         body = self.json_body()
-        name = self.log_chat = params.text(body, "name")
+        name = self.chat_name(body)
         index, alternative = params.index(body), params.index(body, "alternative")
         async with self.store.turn(name):
             chat = await self.store.switch_branch(name, index, alternative)

@@ -37,7 +37,7 @@ class ChatHandler(TurnHandler):
 
     async def post(self) -> None:
         body = self.json_body()
-        name = self.log_chat = params.text(body, "name")
+        name = self.chat_name(body)
         chat = await self.store.create(
             name,
             model=params.text(body, "model"),
@@ -48,7 +48,7 @@ class ChatHandler(TurnHandler):
 
     async def put(self) -> None:
         body = self.json_body()
-        name = params.text(body, "name")
+        name = self.chat_name(body)
         message = params.message(body, self.config.max_message_size)
         await self.stream_turn(name, {"append": message})
 
@@ -56,7 +56,7 @@ class ChatHandler(TurnHandler):
         """Rename and change settings: ``{name, new_name?, model?, temperature?, max_tokens?,
         system_prompt?}``. Waits for a running turn on the chat, like turns do."""
         body = self.json_body()
-        name = self.log_chat = params.text(body, "name")
+        name = self.chat_name(body)
         new_name = params.optional_text(body, "new_name")
         changes = params.settings(body, self.config.max_message_size)
         if new_name is None and not changes:
@@ -81,14 +81,14 @@ class MessageHandler(TurnHandler):
 
     async def delete(self) -> None:
         body = self.json_body()
-        name = self.log_chat = params.text(body, "name")
+        name = self.chat_name(body)
         index = params.integer(body, "index")
         removed = await self.store.remove_message(name, index)
         self.success(message=f"Message at index {index} deleted", removed_message=removed)
 
     async def put(self) -> None:
         body = self.json_body()
-        name = self.log_chat = params.text(body, "name")
+        name = self.chat_name(body)
         index = params.index(body)
         content = params.content(body, "content", self.config.max_message_size)
         if params.flag(body, "rerun"):

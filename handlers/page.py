@@ -11,7 +11,7 @@ from typing import Any
 
 from tornado.web import StaticFileHandler
 
-from .base import BaseHandler
+from .base import BaseHandler, write_json_error
 from .errors import ApiError
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -54,7 +54,8 @@ class StaticHandler(StaticFileHandler):
         _secure(self)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
         if status_code in (403, 404):  # Tornado's own messages name absolute paths
-            kwargs["exc_info"] = (ApiError, ApiError(404, f"No file {self.request.path}"), None)
+            error = ApiError(404, f"No file {self.request.path}")
             self.set_status(404)
-        BaseHandler.write_error(self, self.get_status(), **kwargs)
+        write_json_error(self, self.get_status(), error)

@@ -24,13 +24,15 @@ def optional_text(body: dict[str, Any], key: str) -> str | None:
     return text(body, key) if body.get(key) is not None else None
 
 
-def content(body: dict[str, Any], key: str, max_size: int) -> str:
-    """Message text: a string (it may be empty) within ``limits.max_message_size``."""
+def content(body: dict[str, Any], key: str, max_size: int, label: str | None = None) -> str:
+    """Message text: a string (it may be empty) within ``limits.max_message_size``;
+    ``label`` names it in the error (default: ``key``)."""
     value = body.get(key)
+    label = label or key
     if not isinstance(value, str):
-        raise ApiError(400, f"'{key}' must be a string")
+        raise ApiError(400, f"'{label}' must be a string")
     if len(value) > max_size:
-        raise ApiError(413, f"'{key}' is longer than the limit of {max_size} characters")
+        raise ApiError(413, f"'{label}' is longer than the limit of {max_size} characters")
     return value
 
 
@@ -94,10 +96,7 @@ def message(body: dict[str, Any], max_size: int) -> dict[str, Any]:
         raise ApiError(400, "'message' is required")
     if not isinstance(value, dict):
         raise ApiError(400, "'message' must be an object with 'role' and 'content'")
-    if not isinstance(value.get("content"), str):
-        raise ApiError(400, "'message.content' must be a string")
-    if len(value["content"]) > max_size:
-        raise ApiError(413, f"'message.content' is longer than the limit of {max_size} characters")
+    content(value, "content", max_size, "message.content")
     role = value.setdefault("role", "user")
     if role not in MESSAGE_ROLES:
         raise ApiError(400, f"'message.role' must be one of {', '.join(MESSAGE_ROLES)}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from tornado.httputil import HTTPHeaders
@@ -96,7 +97,7 @@ class RelayHandler(BaseHandler):
 
     async def relay_event_stream(
         self, call: UpstreamCall, on_event: Callable[[Event], bool] | None = None, require_done: bool = True
-    ) -> bytes | None:
+    ) -> LastWord | None:
         """Relay an event stream that LM Studio has started with 200.
 
         ``on_event`` sees each event before it is written; it returns true for an event
@@ -123,12 +124,12 @@ class RelayHandler(BaseHandler):
             return None
         except UpstreamError as error:
             self.note_failure(error)
-            state.last_word = error_event(error.message, error.kind)
+            state.last_word = LastWord(error_event(error.message, error.kind), complete=False)
         finally:
             heartbeat.stop()
         if self.holds_last_word or state.last_word is None:
             return state.last_word
-        await self.write_last_word(state.last_word)
+        await self.write_last_word(state.last_word.data)
         return None
 
     async def write_last_word(self, data: bytes) -> None:
@@ -173,12 +174,13 @@ class RelayHandler(BaseHandler):
             for event in state.decoder.feed(piece):
                 # [DONE], or an event on_event calls final (LM Studio's own in-stream error):
                 # nothing follows it, and it is the stream's last word.
-                if event.data == "[DONE]" or (state.on_event is not None and state.on_event(event)):
+                complete = event.data == "[DONE]"
+                if complete or (state.on_event is not None and state.on_event(event)):
                     state.done = True
-                    state.last_word = encode_event(event)
-                    if not self.holds_last_word:
-                        out.append(state.last_word)
-                        state.last_word = None
+                    if self.holds_last_word:
+                        state.last_word = LastWord(encode_event(event), complete)
+                    else:
+                        out.append(encode_event(event))
                     break
                 out.append(encode_event(event))
         except UpstreamError as error:
@@ -226,13 +228,22 @@ def error_event(message: str, kind: str) -> bytes:
     return encode_data(json.dumps({"error": {"message": message, "type": kind}}))
 
 
+@dataclass(frozen=True, slots=True)
+class LastWord:
+    """How a stream ends: its last event, and whether that is ``[DONE]`` (a reply LM Studio
+    finished) rather than an error."""
+
+    data: bytes
+    complete: bool
+
+
 class _RelayState:
     __slots__ = ("decoder", "done", "last_word", "on_event", "started")
 
     def __init__(self, on_event: Callable[[Event], bool] | None) -> None:
         self.decoder = SSEDecoder()
         self.done = False
-        self.last_word: bytes | None = None
+        self.last_word: LastWord | None = None
         self.started = False
         self.on_event = on_event
 

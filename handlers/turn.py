@@ -24,12 +24,11 @@ from lmstudio import ReplyCollector, UpstreamError
 from store import ChatNotFound, StoreError
 
 from .errors import ApiError
-from .relay import RelayHandler, error_event, is_event_stream
+from .relay import LastWord, RelayHandler, error_event, is_event_stream
 
 log = logging.getLogger("chatproxy.turn")
 
 COMPLETIONS_PATH = "/v1/chat/completions"
-DONE = b"data: [DONE]\n\n"
 REQUEST_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 # What of a stored message LM Studio is sent: never our own keys (reasoning, timings...).
 UPSTREAM_MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
@@ -62,9 +61,10 @@ class TurnHandler(RelayHandler):
             finally:
                 problem = await self._commit_reply(name, reply)
             if last_word is not None:
-                await self.write_last_word(error_event(problem, "storage") if problem and last_word == DONE else last_word)
+                # A finished reply that could not be stored must not end as if all were well.
+                await self.write_last_word(error_event(problem, "storage") if problem and last_word.complete else last_word.data)
 
-    async def _relay(self, call, reply: ReplyCollector) -> bytes | None:
+    async def _relay(self, call, reply: ReplyCollector) -> LastWord | None:
         """The stream's last word, held back for after the commit (None: the client left)."""
         head = await self.upstream_head(call)
         if head is None:

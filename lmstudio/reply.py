@@ -85,7 +85,7 @@ class ReplyCollector:
     def message(self) -> dict | None:
         """The assistant message to store, or None when LM Studio said nothing."""
         answer, thought = split_reasoning("".join(self.content))
-        reasoning = "".join(self.reasoning) + (("\n\n" if self.reasoning else "") + thought if thought else "")
+        reasoning = "\n\n".join(part for part in ("".join(self.reasoning), thought) if part)
         if not answer and not reasoning:
             return None
         message: dict = {"role": "assistant", "content": answer}

@@ -4,6 +4,7 @@ import { escapeHtml, render } from "./markdown.js";
 const $ = (selector) => document.querySelector(selector);
 const TOKEN_KEY = "chatproxy.token";
 const THEME_KEY = "chatproxy.theme";
+const CUT_OFF = "The connection to chatproxy broke in the middle of the answer. What arrived is kept.";
 
 const state = {
   chats: [],
@@ -50,11 +51,16 @@ async function request(method, path, body, signal) {
   return response;
 }
 
+// chatproxy's one error shape, {"status": "error", "message": ...}, as an ApiError.
+async function failure(response) {
+  const payload = await response.json().catch(() => ({}));
+  return new ApiError(response.status, payload.message || `${response.status} ${response.statusText}`);
+}
+
 async function api(method, path, body) {
   const response = await request(method, path, body);
-  const payload = await response.json().catch(() => ({}));
-  if (!response.ok) throw new ApiError(response.status, payload.message || `${response.status} ${response.statusText}`);
-  return payload;
+  if (!response.ok) throw await failure(response);
+  return response.json();
 }
 
 const q = (name) => encodeURIComponent(name);
@@ -394,10 +400,7 @@ async function streamTurn(method, path, body) {
   };
   try {
     const response = await request(method, path, body, controller.signal);
-    if (!response.ok) {
-      const payload = await response.json().catch(() => ({}));
-      throw new ApiError(response.status, payload.message || response.statusText);
-    }
+    if (!response.ok) throw await failure(response);
     for await (const data of sseEvents(response.body)) {
       if (data === "[DONE]") {
         finished = true;
@@ -418,12 +421,12 @@ async function streamTurn(method, path, body) {
         requestAnimationFrame(paint);
       }
     }
-    if (!finished) showBanner("The connection to chatproxy broke in the middle of the answer. What arrived is kept.");
+    if (!finished) showBanner(CUT_OFF);
   } catch (error) {
     if (error.name === "AbortError") {
       aborted = true;
     } else if (error instanceof TypeError) {
-      showBanner("The connection to chatproxy broke in the middle of the answer. What arrived is kept.");
+      showBanner(CUT_OFF);
     } else {
       showBanner(explain(error));
     }
@@ -549,7 +552,7 @@ async function saveSettings(event) {
 
 async function exportChat(format) {
   const response = await request("GET", `/chat/export?name=${q(state.name)}&format=${format}`);
-  if (!response.ok) throw new ApiError(response.status, (await response.json()).message);
+  if (!response.ok) throw await failure(response);
   const url = URL.createObjectURL(await response.blob());
   const link = document.createElement("a");
   link.href = url;

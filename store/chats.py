@@ -9,7 +9,6 @@ the chat's turn lock as well. Reads take no lock. Errors are the store's own
 
 from __future__ import annotations
 
-import asyncio
 import os
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -98,23 +97,13 @@ class ChatStore:
     async def begin_turn(self, name: str, plan: dict) -> tuple[dict, Awaitable[None]]:
         """Change the chat for a new reply (see ChatFolder.begin_turn): returns the changed
         chat as soon as it is known, and an awaitable that ends once it is on disk (or
-        raises the storage error). The chat's changes stay in order until then."""
-        loop = asyncio.get_running_loop()
-        early: asyncio.Future[dict] = loop.create_future()
+        raises the storage error); the caller must await it.
 
-        async def write() -> None:
-            async with self._file_locks.hold(names.stem_for(name)):
-                try:
-                    chat, durable = await self._worker.call_early("begin_turn", name, plan)
-                except BaseException as error:
-                    early.set_exception(error)
-                    raise
-                early.set_result(chat)
-                await durable
-
-        writing = asyncio.ensure_future(write())
-        writing.add_done_callback(_retrieve)  # a failure before the early answer is raised there
-        return await early, writing
+        The chat's lock here is released at the early answer: the worker's thread holds the
+        chat's flock from before that answer until the write is durable, so a change sent
+        meanwhile waits for it there, and the next one waits here behind that."""
+        async with self._file_locks.hold(names.stem_for(name)):
+            return await self._worker.call_early("begin_turn", name, plan)
 
     async def edit_message(self, name: str, index: int, content: str) -> dict:
         return await self._locked("edit_message", name, index, content)
@@ -153,14 +142,10 @@ class ChatStore:
             yield
 
     def turn_waiters(self, name: str) -> int:
-        """How many requests hold or wait for the chat's turn lock (for tests and metrics)."""
+        """How many requests hold or wait for the chat's turn lock (the tests watch it)."""
         return self._turn_locks.users(names.stem_for(name))
 
     async def _locked(self, operation: str, name: str, *arguments: Any) -> Any:
         async with self._file_locks.hold(names.stem_for(name)):
             return await self._worker.call(operation, name, *arguments)
 
-
-def _retrieve(future: asyncio.Future) -> None:
-    if not future.cancelled():
-        future.exception()

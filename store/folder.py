@@ -9,6 +9,7 @@ take no lock: files are only ever replaced whole.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import threading
 from typing import Any, Callable, TypeVar
@@ -16,9 +17,11 @@ from typing import Any, Callable, TypeVar
 import jsonbytes
 
 from . import chatfile, files, history, names
-from .errors import ChatCorrupt, ChatExists, ChatNotFound, MessageIndexError, from_os_error
+from .errors import ChatCorrupt, ChatExists, ChatNotFound, MessageIndexError, StoreError, from_os_error
 from .index import ChatIndex
 from .search import SearchIndex
+
+log = logging.getLogger("chatproxy.store")
 
 T = TypeVar("T")
 
@@ -91,13 +94,21 @@ class ChatFolder:
         return self._guarded("searching the chats", lambda: self._search.search(query, limit))
 
     def export_lines(self, chat_names: list[str]) -> bytes:
-        """NDJSON lines ``{"name": ..., "chat": ...}`` for the chats named that still exist."""
+        """NDJSON lines ``{"name": ..., "chat": ...}`` for the chats named that are still good.
+
+        One that was deleted or damaged since the listing was taken is left out (with a
+        warning), as the listing leaves it out: the export has begun, and must not break off.
+        """
         lines = []
         for name in chat_names:
-            data = files.read_bytes(self._path(names.file_name_for(name)))
-            if data is None:
-                continue  # deleted since the listing was taken
-            lines.append(b'{"name":' + jsonbytes.dumps(name) + b',"chat":' + jsonbytes.dumps(jsonbytes.loads(data)) + b"}\n")
+            try:
+                chat = self.read(name)
+            except ChatNotFound:
+                continue
+            except StoreError as error:
+                log.warning("Leaving chat '%s' out of the export: %s", name, error)
+                continue
+            lines.append(b'{"name":' + jsonbytes.dumps(name) + b',"chat":' + jsonbytes.dumps(chat) + b"}\n")
         return b"".join(lines)
 
     def is_writable(self) -> bool:
@@ -152,10 +163,18 @@ class ChatFolder:
         self._update(name, start)
 
     def edit_message(self, name: str, index: int, content: str) -> dict:
-        return self._update(name, lambda chat: (history.edit(chat, index, content), chat)[1])
+        def edited(chat: dict) -> dict:
+            history.edit(chat, index, content)
+            return chat
+
+        return self._update(name, edited)
 
     def switch_branch(self, name: str, index: int, alternative: int) -> dict:
-        return self._update(name, lambda chat: (history.switch(chat, index, alternative), chat)[1])
+        def switched(chat: dict) -> dict:
+            history.switch(chat, index, alternative)
+            return chat
+
+        return self._update(name, switched)
 
     def update_settings(self, name: str, changes: dict[str, Any]) -> dict:
         """Set the given keys; a None value removes the key (e.g. clears the system prompt)."""
@@ -178,12 +197,15 @@ class ChatFolder:
         if old_stem == new_stem:
             return
         first, second = sorted((old_stem, new_stem))  # one lock order: no deadlock with a rename back
-        with self._lock(first), self._lock(second):
-            old_path, new_path = self._path(old_stem + names.SUFFIX), self._path(new_stem + names.SUFFIX)
-            self._guarded(f"renaming chat '{name}'", lambda: self._move(name, new_name, old_path, new_path))
-            self._index.forget(old_stem + names.SUFFIX)
-            self._search.forget(old_stem + names.SUFFIX)
-            self._remove_lock_file(old_stem)
+
+        def rename() -> None:
+            with self._lock(first), self._lock(second):
+                self._move(name, new_name, self._path(old_stem + names.SUFFIX), self._path(new_stem + names.SUFFIX))
+                self._index.forget(old_stem + names.SUFFIX)
+                self._search.forget(old_stem + names.SUFFIX)
+                self._remove_lock_file(old_stem)
+
+        self._guarded(f"renaming chat '{name}'", rename)
 
     def _move(self, name: str, new_name: str, old_path: str, new_path: str) -> None:
         if not os.path.exists(old_path):

@@ -65,11 +65,11 @@ class SearchIndex:
     def forget(self, file_name: str) -> None:
         """A chat deleted or renamed by us: out of the results at once."""
         with self._lock:
-            known = self._known.pop(file_name, None)
-            if known is not None and self._db is not None:
+            if self._db is None:
+                self._known.pop(file_name, None)
+            elif file_name in self._known:
                 with self._db:
-                    self._db.execute("DELETE FROM files WHERE id = ?", (known[2],))
-                    self._db.execute("DELETE FROM docs WHERE rowid = ?", (known[2],))
+                    self._delete(file_name)
 
     def search(self, query: str, limit: int) -> list[dict]:
         expression = match_expression(query)

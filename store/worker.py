@@ -216,11 +216,12 @@ class StoreWorker:
         return _result(*await self._send(connection, operation, arguments))
 
     async def call_early(self, operation: str, *arguments: Any) -> tuple[Any, Awaitable[Any]]:
-        """For an EARLY_ANSWERED operation: its early answer, and the awaitable of its final one."""
+        """For an EARLY_ANSWERED operation: its early answer, and the awaitable of its final
+        one (a coroutine: the caller awaits it)."""
         connection = await self._connected()
         early = asyncio.get_running_loop().create_future()
         final = self._send(connection, operation, arguments, early)
-        return _result(*await early), asyncio.ensure_future(_final(final))
+        return _result(*await early), _final(final)
 
     def _send(self, connection: _Connection, operation: str, arguments: tuple, early: asyncio.Future | None = None) -> asyncio.Future:
         request_id = next(self._ids) & 0xFFFFFFFF

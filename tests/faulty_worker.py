@@ -3,8 +3,9 @@
     python -m tests.faulty_worker PLAN_FILE DIRECTORY LOG_FORMAT
 
 Before each file operation of store/files.py it reads PLAN_FILE (when it exists):
-``{"step": STEP, "errno": N}`` makes that step fail with that errno. Steps: temp_create,
-write, fsync, rename, folder_fsync, lock_open. Everything else is the real worker.
+``{"step": STEP, "errno": N}`` makes that step fail with that errno; ``{"step": STEP,
+"delay": S}`` makes it take S seconds longer. Steps: temp_create, write, fsync, rename,
+folder_fsync, lock_open. Everything else is the real worker.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import stat
 import sys
+import time
 
 from store import files, worker
 
@@ -32,7 +34,11 @@ class FaultyOs:
                 plan = json.load(plan_file)
         except FileNotFoundError:
             return
-        if plan["step"] == step:
+        if plan["step"] != step:
+            return
+        if "delay" in plan:
+            time.sleep(plan["delay"])
+        else:
             raise OSError(plan["errno"], os.strerror(plan["errno"]))
 
     def open(self, path, flags, mode=0o777):

@@ -24,11 +24,11 @@ STEPS = ["temp_create", "write", "fsync", "rename", "folder_fsync", "lock_open"]
 def plan(tmp_path):
     path = tmp_path / "fault-plan.json"
 
-    def set_fault(step: str | None, number: int = errno.EIO) -> None:
+    def set_fault(step: str | None, number: int = errno.EIO, delay: float | None = None) -> None:
         if step is None:
             path.unlink(missing_ok=True)
         else:
-            path.write_text(json.dumps({"step": step, "errno": number}))
+            path.write_text(json.dumps({"step": step, "delay": delay} if delay else {"step": step, "errno": number}))
 
     set_fault.path = path
     return set_fault
@@ -131,3 +131,25 @@ async def test_a_reply_that_cannot_be_stored_ends_with_an_error_event_not_done(f
     stored = json.loads((chats_dir / "demo.json").read_text())
     assert json.loads(old)["messages"] == stored["messages"][:-1]
     assert stored["messages"][-1]["content"] == "q"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_lm_studio_is_asked_during_the_write_and_nothing_is_relayed_before_it_is_durable(faulty_proxy, chats_dir, fake, plan):
+    """The write is made slow (its fsync takes 0.5 s more): LM Studio gets the request while
+    the file does not yet hold the message, and the client's first event comes only once it does."""
+    await a_chat_with_one_turn(faulty_proxy, chats_dir)
+    on_disk = lambda: json.loads((chats_dir / "demo.json").read_text())["messages"][-1]["content"]  # noqa: E731
+    when_asked, at_first_event = [], []
+    fake.on_request = lambda body: when_asked.append(on_disk())
+
+    def look_at_the_file(result):
+        if result.chunks and not at_first_event:
+            at_first_event.append(on_disk())
+        return False
+
+    plan("fsync", delay=0.5)
+    result = await stream(faulty_proxy, "/chat", {"name": "demo", "message": {"role": "user", "content": "second"}}, stop=look_at_the_file)
+    plan(None)
+    assert result.status == 200 and result.content() == "Hello, world!"
+    assert when_asked == ["Hello, world!"]  # the previous reply: the new message was not on disk yet
+    assert at_first_event == ["second"]

@@ -409,3 +409,17 @@ async def test_odd_entries_in_the_folder_do_not_break_the_listing_or_search(prox
     assert "Not a regular file" in assert_error(await call(proxy, "GET", "/chat?name=a%20folder"), 500)
     assert "Not a regular file" in assert_error(await call(proxy, "GET", "/chat?name=fifo"), 500)  # and no thread hangs on it
     assert_error(await call(proxy, "GET", "/chat?name=dangling"), 404)
+
+
+def test_export_leaves_out_a_chat_damaged_or_deleted_since_the_listing(tmp_path):
+    folder = ChatFolder(tmp_path / "chats")
+    folder.open()
+    try:
+        for name in ("good", "bad", "gone"):
+            folder.create(name, {"model": "m", "messages": []})
+        (tmp_path / "chats" / "bad.json").write_text("{ not json")
+        (tmp_path / "chats" / "gone.json").unlink()
+        lines = folder.export_lines(["good", "bad", "gone"]).decode().splitlines()
+        assert [json.loads(line)["name"] for line in lines] == ["good"]
+    finally:
+        folder.close()

@@ -78,22 +78,6 @@ async def test_upstream_request_carries_model_history_and_settings(proxy, fake):
 
 
 @pytest.mark.gen_test
-async def test_nothing_is_relayed_before_the_users_message_is_on_disk(proxy, fake, chats_dir):
-    on_disk_at_first_event = []
-
-    def look_at_the_file(result):
-        if result.chunks and len(on_disk_at_first_event) < len(results) + 1:
-            on_disk_at_first_event.append(json.loads((chats_dir / "demo.json").read_text())["messages"][-1])
-        return False
-
-    results = []
-    await create(proxy)
-    for content in ("first", "second"):
-        results.append(await turn(proxy, content=content, stop=look_at_the_file))
-    assert on_disk_at_first_event == [{"role": "user", "content": "first"}, {"role": "user", "content": "second"}]
-
-
-@pytest.mark.gen_test
 async def test_lone_surrogate_in_a_message_reaches_lm_studio_and_the_file(proxy, fake):
     await create(proxy)
     raw = b'{"name": "demo", "message": {"role": "user", "content": "half \\ud83d"}}'
