@@ -34,6 +34,7 @@ class Config:
     idle_timeout: float = 300.0
     chats_dir: str = "./chats"
     heartbeat: float = 15.0
+    on_disconnect: str = "stop"
     max_streams: int = 1000
     shutdown_grace: float = 30.0
     cors_origins: tuple[str, ...] = ("*",)
@@ -131,6 +132,12 @@ def _token(value: Any) -> str | None:
     return token
 
 
+def _on_disconnect(value: Any) -> str:
+    if value not in ("stop", "continue"):
+        raise ValueError('expected "stop" or "continue"')
+    return value
+
+
 def _log_format(value: Any) -> str:
     if value not in ("text", "json"):
         raise ValueError('expected "text" or "json"')
@@ -155,6 +162,7 @@ SETTINGS = (
     Setting("idle_timeout", "upstream.idle_timeout", _seconds),
     Setting("chats_dir", "storage.chats_dir", _text, "CHATS_DIR", "--chats-dir"),
     Setting("heartbeat", "stream.heartbeat", _seconds),
+    Setting("on_disconnect", "stream.on_disconnect", _on_disconnect),
     Setting("max_streams", "stream.max_concurrent", _positive_integer),
     Setting("shutdown_grace", "shutdown.grace", _seconds_or_zero),
     Setting("cors_origins", "cors.allowed_origins", _origins),
