@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from tornado.httpserver import HTTPServer
-from tornado.testing import bind_unused_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -17,25 +15,13 @@ sys.path.insert(0, str(ROOT))
 from chatproxy import make_app, make_services  # noqa: E402
 from config import Config  # noqa: E402
 from tests.fake_lmstudio import FakeLMStudio  # noqa: E402
-
-
-def _serve(io_loop, request, app) -> str:
-    socket, port = bind_unused_port()
-    server = HTTPServer(app)
-    server.add_socket(socket)
-
-    def stop() -> None:
-        server.stop()
-        io_loop.run_sync(server.close_all_connections, timeout=5)
-
-    request.addfinalizer(stop)
-    return f"http://127.0.0.1:{port}"
+from tests.helpers import serve_app  # noqa: E402
 
 
 @pytest.fixture
 def fake(io_loop, request) -> FakeLMStudio:
     lmstudio = FakeLMStudio()
-    lmstudio.url = _serve(io_loop, request, lmstudio.app())
+    lmstudio.url = serve_app(io_loop, request, lmstudio.app())
     return lmstudio
 
 
@@ -64,7 +50,7 @@ def services(config, io_loop):
 @pytest.fixture
 def proxy(io_loop, request, services) -> str:
     """The base URL of a running chatproxy app."""
-    return _serve(io_loop, request, make_app(services))
+    return serve_app(io_loop, request, make_app(services))
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@
 Tests script each reply (``Reply``): status and error body, the tokens, how the event
 stream is cut into network writes (whole events, one byte at a time, everything at once,
 odd-sized pieces), CRLF line ends, ``: ping`` comments, pauses, a dropped connection. The
-fake records every request body and every connection the client closed before the end.
+fake records every request body and every connection the client closed before the end, and
+tests wait on what it has seen with ``wait_requests``, ``wait_held``, ``wait_closed`` and
+``wait_idle``: each wakes when the fake's state changes and fails after its deadline.
 
 Run alone (for benchmarks): ``python -m tests.fake_lmstudio --port 1234``.
 """
@@ -98,14 +100,49 @@ class FakeLMStudio:
         self.record = record
         self.script: deque[Reply] = deque()
         self.default = Reply()
-        self.requests: list[dict] = []
+        self.requests: list[dict] = []  # recorded only with ``record``
         self.headers: list[dict[str, str]] = []
         self.closed_early = 0  # connections the client closed before the reply ended
-        self.closed_event = asyncio.Event()
-        self.request_event = asyncio.Event()
-        self.holding = asyncio.Event()  # a reply reached its hold point
+        self.held = 0  # replies that reached their hold point
+        self.replying = 0  # completions received and neither answered nor closed yet
         self.on_request = None  # called with each chat completion body as it arrives
         self.models = [MODEL]
+        self._changed = asyncio.Event()
+
+    def changed(self) -> None:
+        """Wake every waiter to look again; later waiters wait on a fresh event."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_requests(self, count: int = 1, timeout: float = 5) -> list[dict]:
+        """Until at least ``count`` chat completions were received; returns their bodies."""
+        await self._until(lambda: len(self.requests) >= count, f"{count} request(s)", timeout)
+        return self.requests
+
+    async def wait_held(self, count: int = 1, timeout: float = 5) -> None:
+        """Until at least ``count`` replies reached their hold point (``Reply.hold``)."""
+        await self._until(lambda: self.held >= count, f"{count} reply(ies) at the hold point", timeout)
+
+    async def wait_closed(self, count: int = 1, timeout: float = 5) -> int:
+        """Until the client closed at least ``count`` connections before their reply ended;
+        returns how many it closed, for the caller to check there were no more."""
+        await self._until(lambda: self.closed_early >= count, f"{count} connection(s) closed early", timeout)
+        return self.closed_early
+
+    async def wait_idle(self, timeout: float = 5) -> None:
+        """Until every chat completion received was answered in full or closed by the client."""
+        await self._until(lambda: self.replying == 0, "every reply to end", timeout)
+
+    async def _until(self, ready, what: str, timeout: float) -> None:
+        async def settle() -> None:
+            while not ready():
+                await self._changed.wait()
+
+        try:
+            await asyncio.wait_for(settle(), timeout)
+        except TimeoutError:
+            seen = f"{len(self.requests)} requests, {self.held} held, {self.closed_early} closed early, {self.replying} replying"
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; the fake saw {seen}") from None
 
     def next_reply(self) -> Reply:
         return self.script.popleft() if self.script else self.default
@@ -140,11 +177,19 @@ class CompletionsHandler(RequestHandler):
     def initialize(self, fake: FakeLMStudio) -> None:
         self.fake = fake
         self.done = False
+        self.replying = False  # counted in ``fake.replying``
 
     def on_connection_close(self) -> None:
         if not self.done:
             self.fake.closed_early += 1
-            self.fake.closed_event.set()
+            self._end()
+
+    def _end(self) -> None:
+        """Answered or abandoned, whichever comes first: a held reply never finishes once closed."""
+        if self.replying:
+            self.replying = False
+            self.fake.replying -= 1
+        self.fake.changed()
 
     async def post(self) -> None:
         try:
@@ -156,12 +201,14 @@ class CompletionsHandler(RequestHandler):
             self.set_status(400)
             self.finish({"error": {"message": "Invalid JSON body", "type": "invalid_request_error", "param": None, "code": None}})
             return
+        self.replying = True
+        self.fake.replying += 1
         if self.fake.record:
             self.fake.requests.append(body)
             self.fake.headers.append(dict(self.request.headers))
         if self.fake.on_request is not None:
             self.fake.on_request(body)
-        self.fake.request_event.set()
+        self.fake.changed()
         reply = reply_for_model(body.get("model")) or self.fake.next_reply()
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage") is True:
@@ -178,6 +225,7 @@ class CompletionsHandler(RequestHandler):
             pass
         finally:
             self.done = True
+            self._end()
 
     def _completion(self, reply: Reply) -> dict:
         return {
@@ -211,7 +259,8 @@ class CompletionsHandler(RequestHandler):
         pending = bytearray()
         for number, delta in enumerate(deltas):
             if reply.hold is not None and number == reply.hold_at:
-                self.fake.holding.set()
+                self.fake.held += 1
+                self.fake.changed()
                 await reply.hold.wait()
             if reply.drop_after is not None and number == reply.drop_after:
                 self.request.connection.stream.close()

@@ -1,19 +1,84 @@
-"""Test clients: JSON calls, a raw HTTP/1.1 stream reader, and the one error-shape check."""
+"""What test modules share: serving an app on a test socket, running the real server process,
+JSON calls, a raw HTTP/1.1 stream reader, the one error-shape check, and waiting on server state."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import socket
+import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpserver import HTTPServer
 from tornado.httputil import HTTPHeaders
 from tornado.iostream import StreamClosedError
 from tornado.tcpclient import TCPClient
+from tornado.testing import bind_unused_port
 
 from lmstudio.sse import Event, SSEDecoder
+
+
+def serve_app(io_loop, request, app) -> str:
+    """Serve ``app`` on a free 127.0.0.1 port until the test ends; returns its base URL."""
+    listener, port = bind_unused_port()
+    server = HTTPServer(app)
+    server.add_socket(listener)
+
+    def stop() -> None:
+        server.stop()
+        io_loop.run_sync(server.close_all_connections, timeout=5)
+
+    request.addfinalizer(stop)
+    return f"http://127.0.0.1:{port}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def start_server(project_root, clean_env, tmp_path, fake, **settings):
+    """Run chatproxy.py as a process against ``fake``; ``section__name=value`` settings go to
+    its TOML config. Returns the process and its base URL once it answers GET /chats."""
+    port = free_port()
+    config = tmp_path / "test.toml"
+    lines = [
+        "[server]", "host = \"127.0.0.1\"", f"port = {port}",
+        "[upstream]", f"url = \"{fake.url}\"",
+        "[storage]", f"chats_dir = \"{tmp_path / 'chats'}\"",
+    ]
+    for key, value in settings.items():
+        section, name = key.split("__")
+        lines += [f"[{section}]", f"{name} = {value}"]
+    config.write_text("\n".join(lines) + "\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(project_root / "chatproxy.py"), "--config", str(config),
+        env=clean_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while True:
+        try:
+            if (await call(base, "GET", "/chats")).status == 200:
+                return process, base
+        except OSError:
+            pass
+        if process.returncode is not None or loop.time() > deadline:
+            process.kill()
+            raise AssertionError("chatproxy did not start: " + (await process.stdout.read()).decode())
+        await asyncio.sleep(0.05)
+
+
+async def stop_server(process) -> None:
+    """Kill a server process start_server started, unless it has already exited."""
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
 
 
 @dataclass
@@ -144,7 +209,9 @@ async def _read(connection, result: Stream, stop) -> None:
 
 
 async def wait_for(predicate, timeout: float = 5, what: str = "condition") -> None:
-    """Wait until ``predicate()`` is true, checking on every loop turn, failing after ``timeout``."""
+    """Wait until ``predicate()`` is true, checking on every loop turn, failing after ``timeout``.
+
+    For server-side state only: what the fake LM Studio saw has its own waits (``fake.wait_*``)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():

@@ -122,7 +122,7 @@ async def test_rename_waits_for_the_running_turn_whose_reply_lands_first(proxy, 
     fake.script.append(Reply(tokens=["one", " two"], hold=hold, hold_at=1))
     await create(proxy)
     running = asyncio.ensure_future(turn(proxy))
-    await asyncio.wait_for(fake.holding.wait(), 5)
+    await fake.wait_held()
     renaming = asyncio.ensure_future(call(proxy, "PATCH", "/chat", {"name": "demo", "new_name": "renamed"}))
     # The rename waits behind the turn (two users of the chat's turn lock).
     await wait_for(lambda: services.store.turn_waiters("demo") == 2, what="the rename to queue behind the turn")

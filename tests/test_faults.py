@@ -12,9 +12,8 @@ import pytest
 
 from chatproxy import make_app
 from store import ChatStore
-from tests.conftest import _serve
 from tests.fake_lmstudio import Reply
-from tests.helpers import assert_error, call, stream, wait_for
+from tests.helpers import assert_error, call, serve_app, stream, wait_for
 
 HI = {"role": "user", "content": "hi"}
 STEPS = ["temp_create", "write", "fsync", "rename", "folder_fsync", "lock_open"]
@@ -40,7 +39,7 @@ def faulty_proxy(io_loop, request, services, config, plan):
         config.chats_dir, worker_command=[sys.executable, "-m", "tests.faulty_worker", str(plan.path)]
     )
     services.store.open()
-    return _serve(io_loop, request, make_app(services))
+    return serve_app(io_loop, request, make_app(services))
 
 
 async def a_chat_with_one_turn(proxy, chats_dir) -> bytes:
@@ -89,7 +88,8 @@ async def test_a_failed_turn_write_relays_nothing_and_keeps_the_file(faulty_prox
         assert now == old
     assert [p.name for p in chats_dir.iterdir() if p.name.endswith(".tmp")] == []
     # LM Studio was asked while the write ran: that request is closed, so it stops generating.
-    await wait_for(lambda: fake.closed_early == len(fake.requests) - 1, what="the upstream request to be closed")
+    await fake.wait_idle()
+    assert fake.closed_early == len(fake.requests) - 1
     fake.script.clear()  # the held reply, if the aborted request never reached the fake
     plan(None)
     after = await stream(faulty_proxy, "/chat", {"name": "demo", "message": {"role": "user", "content": "third"}})

@@ -10,8 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fake_lmstudio import MODEL, Reply
-from tests.helpers import assert_error, call, stream
-from tests.test_process import start_server, stop
+from tests.helpers import assert_error, call, start_server, stop_server, stream
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -106,7 +105,7 @@ async def test_streams_beyond_the_limit_get_503_with_retry_after(proxy, fake):
     for name in ("a", "b"):
         assert (await call(proxy, "POST", "/chat", {"name": name, "model": MODEL})).status == 200
     first = asyncio.ensure_future(stream(proxy, "/chat", {"name": "a", "message": {"role": "user", "content": "hi"}}))
-    await asyncio.wait_for(fake.holding.wait(), 5)
+    await fake.wait_held()
     refused = await call(proxy, "PUT", "/chat", {"name": "b", "message": {"role": "user", "content": "hi"}})
     assert_error(refused, 503)
     assert refused.headers["Retry-After"] == "1"
@@ -169,7 +168,7 @@ async def test_json_logs_one_object_per_line_with_request_fields(project_root, c
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 15)
-        await stop(process)
+        await stop_server(process)
     lines = (await process.stdout.read()).decode().splitlines()
     entries = [json.loads(line) for line in lines]  # every line is one JSON object
     access = next(e for e in entries if e.get("request_id") == request_id)

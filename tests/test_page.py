@@ -126,7 +126,7 @@ async def test_escape_aborts_the_stream_and_keeps_what_arrived(proxy, fake, serv
         await expect(page.get_by_role("button", name="Stop")).to_be_visible()
         await expect(page.locator("#messages")).to_have_attribute("aria-busy", "true")
         await page.keyboard.press("Escape")
-        await wait_for(lambda: fake.closed_early == 1, what="the upstream request to be closed")
+        assert await fake.wait_closed() == 1
         await expect(page.locator(".message.assistant .note")).to_have_text("Stopped. The part shown is kept.")
         await expect(page.locator("#messages")).to_have_attribute("aria-busy", "false")
         await expect(page.get_by_role("button", name="Send")).to_be_visible()

@@ -6,55 +6,11 @@ import asyncio
 import json
 import signal
 import socket
-import sys
 
 import pytest
 
 from tests.fake_lmstudio import MODEL, Reply
-from tests.helpers import call, child_pids, has_exited, stream, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def start_server(project_root, clean_env, tmp_path, fake, **settings):
-    port = free_port()
-    config = tmp_path / "test.toml"
-    lines = [
-        "[server]", "host = \"127.0.0.1\"", f"port = {port}",
-        "[upstream]", f"url = \"{fake.url}\"",
-        "[storage]", f"chats_dir = \"{tmp_path / 'chats'}\"",
-    ]
-    for key, value in settings.items():
-        section, name = key.split("__")
-        lines += [f"[{section}]", f"{name} = {value}"]
-    config.write_text("\n".join(lines) + "\n")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(project_root / "chatproxy.py"), "--config", str(config),
-        env=clean_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 15
-    while True:
-        try:
-            if (await call(base, "GET", "/chats")).status == 200:
-                return process, base
-        except OSError:
-            pass
-        if process.returncode is not None or loop.time() > deadline:
-            process.kill()
-            raise AssertionError("chatproxy did not start: " + (await process.stdout.read()).decode())
-        await asyncio.sleep(0.05)
-
-
-async def stop(process) -> None:
-    if process.returncode is None:
-        process.kill()
-        await process.wait()
+from tests.helpers import call, child_pids, has_exited, start_server, stop_server, stream, wait_for
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -78,7 +34,7 @@ async def test_sigterm_ends_streams_after_grace_keeps_partial_reply_exits_0(proj
         assert last["error"]["type"] == "shutdown"
         assert await asyncio.wait_for(process.wait(), 15) == 0
     finally:
-        await stop(process)
+        await stop_server(process)
     saved = json.loads((tmp_path / "chats" / "demo.json").read_text())
     assert [(m["role"], m["content"]) for m in saved["messages"]] == [("user", "hi"), ("assistant", "Before")]
     assert saved["messages"][-1]["interrupted"] is True
@@ -94,7 +50,7 @@ async def test_sigterm_lets_a_stream_finish_within_grace(project_root, clean_env
         fake.script.append(Reply(tokens=["All", " of", " it"], hold=hold, hold_at=1))
         assert (await call(base, "POST", "/chat", {"name": "demo", "model": MODEL})).status == 200
         running = asyncio.ensure_future(stream(base, "/chat", {"name": "demo", "message": {"role": "user", "content": "hi"}}))
-        await asyncio.wait_for(fake.holding.wait(), 10)
+        await fake.wait_held(timeout=10)
         process.send_signal(signal.SIGTERM)
         # The listener closes at once; the running stream goes on.
         await wait_for(lambda: _refused(base), timeout=10, what="the listener to close")
@@ -103,7 +59,7 @@ async def test_sigterm_lets_a_stream_finish_within_grace(project_root, clean_env
         assert result.content() == "All of it" and result.data[-1] == "[DONE]"
         assert await asyncio.wait_for(process.wait(), 15) == 0
     finally:
-        await stop(process)
+        await stop_server(process)
     saved = json.loads((tmp_path / "chats" / "demo.json").read_text())
     assert (saved["messages"][-1]["role"], saved["messages"][-1]["content"]) == ("assistant", "All of it")
     assert saved["messages"][-1]["finish_reason"] == "stop"
@@ -134,7 +90,8 @@ async def test_sigkill_during_writes_and_streams_leaves_every_file_whole(project
 
     writers = [asyncio.ensure_future(writer(n)) for n in range(4)]
     try:
-        await wait_for(lambda: len(acknowledged) >= 20 and len(fake.requests) >= 10, timeout=30, what="traffic")
+        await fake.wait_requests(10, timeout=30)
+        await wait_for(lambda: len(acknowledged) >= 20, timeout=30, what="traffic")
         [store_worker] = child_pids(process.pid)
         process.kill()  # SIGKILL, mid-write and mid-stream
         await process.wait()
@@ -142,7 +99,7 @@ async def test_sigkill_during_writes_and_streams_leaves_every_file_whole(project
         # Its stdin closed, the store's worker finishes the writes it had and exits.
         await wait_for(lambda: has_exited(store_worker), what="the orphaned store worker to exit")
     finally:
-        await stop(process)
+        await stop_server(process)
     folder = tmp_path / "chats"
     for path in folder.glob("*.json"):
         chat = json.loads(path.read_text())  # every chat file is whole
@@ -154,7 +111,7 @@ async def test_sigkill_during_writes_and_streams_leaves_every_file_whole(project
         assert {chat["name"] for chat in listing} >= set(acknowledged)
         assert list(folder.glob(".*.tmp")) == []  # cleaned at start-up
     finally:
-        await stop(process)
+        await stop_server(process)
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -172,8 +129,8 @@ async def test_two_processes_on_one_folder_lose_no_update(project_root, clean_en
         results = await asyncio.gather(*turns)
         assert all(r.data[-1] == "[DONE]" for r in results)
     finally:
-        await stop(first)
-        await stop(second)
+        await stop_server(first)
+        await stop_server(second)
     saved = json.loads((tmp_path / "chats" / "shared.json").read_text())
     users = sorted(m["content"] for m in saved["messages"] if m["role"] == "user")
     assert users == sorted([f"a{i}" for i in range(10)] + [f"b{i}" for i in range(10)])

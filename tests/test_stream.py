@@ -213,7 +213,7 @@ async def test_idle_upstream_is_ended_with_error_event(proxy, fake):
     result = await turn(proxy)
     error = error_event(result)
     assert error["type"] == "idle_timeout" and "0.3 s" in error["message"]
-    await wait_for(lambda: fake.closed_early == 1, what="upstream closed")
+    assert await fake.wait_closed() == 1
     assert await messages(proxy) == [HI, {"role": "assistant", "content": "Slow"}]
 
 
@@ -239,10 +239,10 @@ async def test_keep_alive_comments_while_waiting_for_the_first_token(proxy, fake
 async def test_client_abort_before_first_token_closes_upstream(proxy, fake, services):
     fake.script.append(Reply(hold=asyncio.Event()))
     await create(proxy)
-    task = asyncio.ensure_future(turn(proxy, stop=lambda result: fake.holding.is_set()))
-    await asyncio.wait_for(fake.holding.wait(), 5)
+    task = asyncio.ensure_future(turn(proxy, stop=lambda result: fake.held > 0))
+    await fake.wait_held()
     await task
-    await wait_for(lambda: fake.closed_early == 1, timeout=1, what="upstream connection closed")
+    assert await fake.wait_closed(timeout=1) == 1
     await wait_for(lambda: len(services.streams) == 0, what="the turn to end")
     assert await messages(proxy) == [HI]
 
@@ -251,9 +251,9 @@ async def test_client_abort_before_first_token_closes_upstream(proxy, fake, serv
 async def test_client_abort_mid_reply_keeps_what_was_seen(proxy, fake, services):
     fake.script.append(Reply(tokens=["Seen", " also", " never"], hold=asyncio.Event(), hold_at=2))
     await create(proxy)
-    result = await turn(proxy, stop=lambda result: fake.holding.is_set() and result.content() == "Seen also")
+    result = await turn(proxy, stop=lambda result: fake.held > 0 and result.content() == "Seen also")
     assert result.content() == "Seen also"
-    await wait_for(lambda: fake.closed_early == 1, timeout=1, what="upstream connection closed")
+    assert await fake.wait_closed(timeout=1) == 1
     await wait_for(lambda: len(services.streams) == 0, what="the turn to end")
     assert await messages(proxy) == [HI, {"role": "assistant", "content": "Seen also"}]
 
@@ -279,7 +279,7 @@ async def test_other_requests_answer_while_a_stream_waits(proxy, fake):
     await create(proxy)
     await create(proxy, "other")
     running = asyncio.ensure_future(turn(proxy))
-    await asyncio.wait_for(fake.holding.wait(), 5)
+    await fake.wait_held()
     assert (await call(proxy, "GET", "/chats")).status == 200
     assert (await call(proxy, "GET", "/chat?name=demo")).json["chat"]["messages"] == [HI]
     other = await turn(proxy, "other")

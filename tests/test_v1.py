@@ -48,7 +48,7 @@ async def test_sdk_aborted_stream_closes_the_upstream(client, fake, services):
         assert chunk.choices[0].delta.content == "one"
         break
     await chunks.close()
-    await wait_for(lambda: fake.closed_early == 1, timeout=1, what="upstream connection closed")
+    assert await fake.wait_closed(timeout=1) == 1
     await wait_for(lambda: len(services.streams) == 0, what="the relay to end")
 
 
