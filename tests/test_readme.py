@@ -18,7 +18,6 @@ from tornado.web import RequestHandler
 
 from tests.doc_examples import ADDRESS, ANY_OBJECT, ROOT, answer_problem, bash_blocks, examples, script, shape_problem
 from tests.fake_lmstudio import Reply
-from tests.test_backend import chatgpt_export
 
 RUN_DOCS = ("README.md", "docs/api.md")
 DOCS_MODEL = "docs-model"  # what the fake LM Studio offers: an example that names another model fails
@@ -38,11 +37,19 @@ def refuse_unknown_models(fake) -> None:
 
 
 def files_a_reader_brings(folder: Path) -> None:
-    """The import examples upload a chat file of the original server and a ChatGPT export."""
+    """The import examples upload a chat file of the original server and ChatGPT's export (one
+    conversation, and one it cannot read)."""
     seed_chat = {"model": "neural-chat:latest", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hey"}],
                  "temperature": 0.7, "max_tokens": -1, "created_at": "2025-01-15T10:30:00.123456", "updated_at": "2025-01-15T10:31:00.654321"}
     (folder / "old-chat.json").write_text(json.dumps(seed_chat))
-    (folder / "conversations.json").write_text(json.dumps(chatgpt_export()))
+    said = [("user", "Name a colour"), ("assistant", "Blue")]
+    ids = ["root"] + [f"node{number}" for number in range(len(said))]
+    mapping = {ids[0]: {"id": ids[0], "message": None, "parent": None, "children": [ids[1]]}}
+    for number, (role, text) in enumerate(said, 1):
+        message = {"id": ids[number], "author": {"role": role}, "content": {"content_type": "text", "parts": [text]}}
+        mapping[ids[number]] = {"id": ids[number], "message": message, "parent": ids[number - 1], "children": ids[number + 1 : number + 2]}
+    conversations = [{"title": "Colours", "mapping": mapping, "current_node": ids[-1]}, {"title": "Broken", "mapping": {}}]
+    (folder / "conversations.json").write_text(json.dumps(conversations))
 
 
 @pytest.mark.gen_test(timeout=SCRIPT_TIMEOUT_S + 10)
