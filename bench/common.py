@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from tests.helpers import child_pids
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 STAMP = re.compile(rb'"content": "([0-9.]+)"')
@@ -45,10 +47,10 @@ def wait_until_listening(port: int, process: subprocess.Popen, timeout: float = 
 
 
 @contextmanager
-def started(args: list[str], port: int, env: dict | None = None) -> Iterator[subprocess.Popen]:
+def started(args: list[str], port: int, env: dict | None = None, python: str = sys.executable) -> Iterator[subprocess.Popen]:
     # Logs go to a file: an unread pipe fills up and blocks the server on its access log.
     log = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)
-    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=log)
+    process = subprocess.Popen([python, *args], cwd=ROOT, env=env, stdout=log, stderr=log)
     failed = True
     try:
         wait_until_listening(port, process)
@@ -69,9 +71,15 @@ def started(args: list[str], port: int, env: dict | None = None) -> Iterator[sub
 
 
 @contextmanager
-def fake_upstream() -> Iterator[int]:
+def fake_upstream_process() -> Iterator[tuple[int, subprocess.Popen]]:
     port = free_port()
-    with started(["-m", "tests.fake_lmstudio", "--port", str(port)], port):
+    with started(["-m", "tests.fake_lmstudio", "--port", str(port)], port) as process:
+        yield port, process
+
+
+@contextmanager
+def fake_upstream() -> Iterator[int]:
+    with fake_upstream_process() as (port, _):
         yield port
 
 
@@ -88,6 +96,15 @@ def chatproxy(upstream_port: int, chats_dir: str | None = None) -> Iterator[tupl
         env["CHATPROXY_CONFIG"] = _bench_config(scratch)
         with started(args, port, env) as process:
             yield port, process
+
+
+@contextmanager
+def seed_server(seed: str, python: str, upstream_port: int, chats_dir: str) -> Iterator[tuple[int, subprocess.Popen]]:
+    """The original Flask server (python-proxy/server.py of nlac/simple-ai-chat), as its README runs it."""
+    port = free_port()
+    args = [seed, "--host", HOST, "--port", str(port), "--lm-studio-url", f"http://{HOST}:{upstream_port}", "--chats-dir", chats_dir]
+    with started(args, port, python=python) as process:
+        yield port, process
 
 
 def _bench_config(scratch: str) -> str:
@@ -130,30 +147,46 @@ def turn_body(name: str) -> dict:
 
 @dataclass
 class StreamResult:
-    sent_at: float = 0.0
+    sent_at: float = 0.0  # before connecting: a connection the server is slow to accept counts
+    headers_at: float | None = None
     first_event_at: float | None = None
     last_event_at: float | None = None
+    ended_at: float | None = None  # the answer read to its end, or the stream broken off
     events: int = 0
     done: bool = False
     status: int = 0
+    first_stamp: float | None = None  # when the upstream sent the first token (stamp=1 models)
     delays: list[float] = field(default_factory=list)  # receive time - upstream stamp
 
 
-async def http_stream(port: int, method: str, path: str, body: dict, stamps: bool = False, timeout: float = 120) -> StreamResult:
-    """One streamed request on a fresh connection; counts events as they arrive."""
-    result = StreamResult()
+async def http_stream(
+    port: int, method: str, path: str, body: dict, stamps: bool = False, timeout: float = 120, result: StreamResult | None = None
+) -> StreamResult:
+    """One streamed request on a fresh connection; counts events as they arrive.
+
+    Pass ``result`` to keep what was seen when the stream fails (it raises, as always).
+    """
+    result = result or StreamResult()
+    result.sent_at = time.monotonic()
+    try:
+        await asyncio.wait_for(_exchange(port, request_bytes(method, path, body), result, stamps), timeout)
+    finally:
+        result.ended_at = time.monotonic()
+    return result
+
+
+async def _exchange(port: int, request: bytes, result: StreamResult, stamps: bool) -> None:
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
-        writer.write(request_bytes(method, path, body))
-        result.sent_at = time.monotonic()
-        await asyncio.wait_for(_read_events(reader, result, stamps), timeout)
+        writer.write(request)
+        await _read_events(reader, result, stamps)
     finally:
         writer.close()
-    return result
 
 
 async def _read_events(reader: asyncio.StreamReader, result: StreamResult, stamps: bool) -> None:
     head = await reader.readuntil(b"\r\n\r\n")
+    result.headers_at = time.monotonic()
     result.status = int(head.split(b" ", 2)[1])
     tail = b""
     while True:
@@ -179,7 +212,10 @@ async def _read_events(reader: asyncio.StreamReader, result: StreamResult, stamp
                 result.first_event_at = now
             result.last_event_at = now
             if stamps:
-                result.delays.extend(now - float(stamp) for stamp in STAMP.findall(complete))
+                sent = [float(stamp) for stamp in STAMP.findall(complete)]
+                if sent and result.first_stamp is None:
+                    result.first_stamp = sent[0]
+                result.delays.extend(now - stamp for stamp in sent)
 
 
 def completion_body(model: str) -> dict:
@@ -203,9 +239,46 @@ def process_memory(pid: int) -> dict[str, int]:
     return figures
 
 
-def table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
-    header = ("measure", "direct", "chatproxy", "figure")
-    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(4)]
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process under it (children, their children), from /proc."""
+    tree, walked = [pid], 0
+    while walked < len(tree) and walked < 100:  # breadth first, the list growing as it is walked
+        tree += child_pids(tree[walked])
+        walked += 1
+    return tree
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name (which may hold spaces): field 3 onwards."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and all its live descendants, plus the children they reaped."""
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            fields = _stat_fields(member)
+        except OSError:
+            continue
+        ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_memory(pid: int) -> dict[int, dict[str, int]]:
+    """process_memory() of ``pid`` and of every process under it, by PID."""
+    figures = {}
+    for member in process_tree(pid):
+        try:
+            figures[member] = process_memory(member)
+        except OSError:
+            continue
+    return figures
+
+
+def table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...] = ("measure", "direct", "chatproxy", "figure")) -> str:
+    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
     lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]

@@ -23,10 +23,10 @@ from store import chatfile
 AN_HOUR_AGO = time.time() - 3600
 
 
-def write_chats(folder: Path, count: int, messages: int, prefix: str = "chat") -> None:
+def write_chats(folder: Path, count: int, messages: int, prefix: str = "chat", model: str = "bench:tokens=1") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for number in range(count):
-        chat = chatfile.new_chat("bench:tokens=1", 0.7, -1)
+        chat = chatfile.new_chat(model, 0.7, -1)
         chat["messages"] = [
             {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i} " + "lorem ipsum " * 20}
             for i in range(messages)
