@@ -51,7 +51,7 @@ def make_app(services: Services) -> Application:
 
 
 def make_services(config: Config) -> Services:
-    store = ChatStore(config.chats_dir, config.log_format)
+    store = ChatStore(config.chats_dir)
     store.open()
     upstream = Upstream(
         config.lm_studio_url,
@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         return run_event_loop(serve(config))
     except (OSError, StoreError) as error:
-        # e.g. the port is taken, the chats folder cannot be created, the store's worker fails
+        # e.g. the port is taken, the chats folder cannot be created or read at start-up
         print(f"chatproxy: {error}", file=sys.stderr)
         return 1
 

@@ -36,6 +36,6 @@ class BranchHandler(BaseHandler):
         body = self.json_body()
         name = self.chat_name(body)
         index, alternative = params.index(body), params.index(body, "alternative")
-        async with self.store.turn(name):
+        async with self.store.hold(name):
             chat = await self.store.switch_branch(name, index, alternative)
         self.success(message=f"Alternative {alternative} at message {index} is current", chat=chat)

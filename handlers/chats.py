@@ -61,7 +61,7 @@ class ChatHandler(TurnHandler):
         changes = params.settings(body, self.config.max_message_size)
         if new_name is None and not changes:
             raise ApiError(400, "Nothing to change: give 'new_name', 'model', 'temperature', 'max_tokens' or 'system_prompt'")
-        async with self.store.turn(name):
+        async with self.store.hold(name):
             chat = await self.store.update_settings(name, changes) if changes else await self.store.get(name)
             if new_name is not None and new_name != name:
                 await self.store.rename(name, new_name)
@@ -94,6 +94,6 @@ class MessageHandler(TurnHandler):
         if params.flag(body, "rerun"):
             await self.stream_turn(name, {"rerun": [index, content]})
             return
-        async with self.store.turn(name):
+        async with self.store.hold(name):
             chat = await self.store.edit_message(name, index, content)
         self.success(message=f"Message at index {index} edited", chat=chat)

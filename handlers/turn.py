@@ -2,26 +2,26 @@
 
 The turn's commit rules:
 - the chat's change (the user's message, or the reply set aside as an alternative) is
-  written while LM Studio is already asked: both start together, and nothing is relayed to
-  the client until the write is durable. If it fails, the request to LM Studio is closed
-  and the client gets the storage error. (With a real model the write hides behind prompt
-  processing.)
+  durable (ChatStore.begin_turn) before LM Studio is asked. If it fails, the client gets
+  the storage error.
 - the assistant's reply (complete, or the part the client saw when the stream was cut) is
-  appended exactly once, in ``finally``, whatever ended the stream; the stream's last word
-  (``[DONE]`` or an error event) reaches the client only after that, so a client that reads
-  the chat again when the stream ends finds the reply there. If the reply could not be
-  stored, the last word says so instead of ``[DONE]``.
-Turns on one chat run one after another in arrival order (ChatStore.turn), so none
+  stored exactly once (ChatStore.end_turn), in ``finally``, whatever ended the stream; the
+  stream's last word (``[DONE]`` or an error event) reaches the client only after that, so a
+  client that reads the chat again when the stream ends finds the reply there. If the reply
+  could not be stored, the last word says so instead of ``[DONE]``.
+Turns on one chat run one after another, in every process (ChatStore.hold), so none
 interleaves or is lost.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 
 import jsonbytes
 from lmstudio import ReplyCollector, UpstreamError
 from store import ChatNotFound, StoreError
+from store.chatfile import now
 
 from .errors import ApiError
 from .relay import LastWord, RelayHandler, error_event, is_event_stream
@@ -38,28 +38,24 @@ class TurnHandler(RelayHandler):
     holds_last_word = True
 
     async def stream_turn(self, name: str, plan: dict) -> None:
-        """Change the chat as ``plan`` says (ChatFolder.begin_turn), stream LM Studio's reply
+        """Change the chat as ``plan`` says (ChatStore.begin_turn), stream LM Studio's reply
         to it and store the reply."""
         self.log_chat = name
         self.take_stream_slot()
-        async with self.store.turn(name):
+        async with self.store.hold(name):
             if self.client_gone:
                 return  # left while the previous turn ran: nothing to store or send
             if self._abort_reason is not None:
                 raise ApiError(503, "chatproxy is shutting down", {"Retry-After": "5"})
-            chat, durable = await self.store.begin_turn(name, plan)
+            turn_id = secrets.token_hex(8)
+            chat = await self.store.begin_turn(name, plan, {"id": turn_id, "started_at": now()})
             reply = ReplyCollector()
-            call = self.start_upstream("POST", COMPLETIONS_PATH, jsonbytes.dumps(completion_request(chat)), REQUEST_HEADERS)
-            try:
-                await durable
-            except StoreError as error:
-                call.abort(error)
-                raise
             last_word = None
             try:
+                call = self.start_upstream("POST", COMPLETIONS_PATH, jsonbytes.dumps(completion_request(chat)), REQUEST_HEADERS)
                 last_word = await self._relay(call, reply)
             finally:
-                problem = await self._commit_reply(name, reply)
+                problem = await self._commit_reply(name, turn_id, reply)
             if last_word is not None:
                 # A finished reply that could not be stored must not end as if all were well.
                 await self.write_last_word(error_event(problem, "storage") if problem and last_word.complete else last_word.data)
@@ -77,14 +73,14 @@ class TurnHandler(RelayHandler):
             self.note_failure(UpstreamError(502, f"LM Studio reported an error mid-reply: {reply.error}", "in_stream"))
         return last_word
 
-    async def _commit_reply(self, name: str, reply: ReplyCollector) -> str | None:
-        """Store the reply; the sentence for the client when it could not be."""
+    async def _commit_reply(self, name: str, turn_id: str, reply: ReplyCollector) -> str | None:
+        """Store the reply and end the turn; the sentence for the client when it could not be."""
         message = reply.message()
-        if message is None:
-            return None
         try:
-            await self.store.add(name, [message])
+            await self.store.end_turn(name, turn_id, message)
         except ChatNotFound:
+            if message is None:
+                return None  # nothing was lost
             log.warning("Chat '%s' was deleted during its turn; the reply was not stored", name)
             return f"Chat '{name}' was deleted during its turn; the reply was not stored"
         except StoreError as error:

@@ -31,6 +31,15 @@ def new_chat(model: str, temperature: float, max_tokens: int) -> dict:
     }
 
 
+def apply_settings(chat: dict, changes: dict) -> None:
+    """Set the given keys; a None value removes the key (e.g. clears the system prompt)."""
+    for key, value in changes.items():
+        if value is None:
+            chat.pop(key, None)
+        else:
+            chat[key] = value
+
+
 def decode(name: str, file_name: str, data: bytes) -> dict:
     try:
         chat = jsonbytes.loads(data)  # the standard library's verdict where orjson refuses

@@ -1,6 +1,8 @@
 """The store's own errors. They speak of chats, never of HTTP: handlers/errors.py maps them."""
 
 import errno
+from contextlib import contextmanager
+from typing import Iterator
 
 
 class StoreError(Exception):
@@ -62,3 +64,12 @@ def from_os_error(error: OSError, doing: str) -> StorageFailure:
         where = f" ({error.filename})" if error.filename else ""
         return StorageFailure(f"chatproxy may not write in the chats folder while {doing}: {detail}{where}")
     return StorageFailure(f"Storage failed while {doing}: {detail}")
+
+
+@contextmanager
+def storage_errors(doing: str) -> Iterator[None]:
+    """An OS error in the block becomes the store's own (from_os_error), naming ``doing``."""
+    try:
+        yield
+    except OSError as error:
+        raise from_os_error(error, doing) from None

@@ -1,6 +1,7 @@
 """What touches the disk: atomic writes, cross-process file locks, temp-file cleanup.
 
-Blocking code, meant to run on the store's thread pool, never on the event loop.
+Blocking code, meant to run on the store's thread pool (a non-blocking lock attempt,
+``open_locked(..., blocking=False)``, is also made on the event loop).
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def write_atomic(path: str | os.PathLike, data: bytes, directory_fd: int | None 
     written and fsynced, renamed over the target, then the folder fsynced (``directory_fd``,
     an open descriptor of it, saves opening it each time) so the rename itself survives a
     power cut. Plain ``os`` calls: each Python file-object layer adds system calls, and on a
-    busy server each one is a trip through the GIL. Returns the new file's stat.
+    busy server each one is a trip through the GIL. ``fdatasync`` where there is one: the
+    file's times need not reach the disk before the rename, its size and blocks do (and
+    do with it). Returns the new file's stat.
     """
     temp = temp_path_for(path)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -49,7 +52,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, directory_fd: int | None 
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            _sync_data(fd)
             stat = os.fstat(fd)
         finally:
             os.close(fd)
@@ -60,6 +63,10 @@ def write_atomic(path: str | os.PathLike, data: bytes, directory_fd: int | None 
         raise
     _sync_folder_of(path, directory_fd)
     return stat
+
+
+def _sync_data(fd: int) -> None:
+    getattr(os, "fdatasync", os.fsync)(fd)  # macOS and Windows have only fsync
 
 
 def _sync_folder_of(path: str | os.PathLike, directory_fd: int | None) -> None:
@@ -75,7 +82,14 @@ def _sync_folder_of(path: str | os.PathLike, directory_fd: int | None) -> None:
 
 
 def read_bytes(path: str | os.PathLike) -> bytes | None:
-    """The file's bytes, or None if it does not exist (four system calls; Path.read_bytes makes seven).
+    """The file's bytes, or None if it does not exist."""
+    read = read_file(path)
+    return read[0] if read is not None else None
+
+
+def read_file(path: str | os.PathLike) -> tuple[bytes, os.stat_result] | None:
+    """The file's bytes and the stat of the file they came from, or None if it does not exist
+    (four system calls; Path.read_bytes makes seven).
 
     Anything but a regular file (a folder, a FIFO someone left there) is an OSError: opened
     without blocking, a FIFO cannot hold a thread forever.
@@ -95,7 +109,7 @@ def read_bytes(path: str | os.PathLike) -> bytes | None:
             while chunk := os.read(fd, 1 << 20):
                 rest.append(chunk)
             data = b"".join(rest)
-        return data
+        return data, status
     finally:
         os.close(fd)
 
@@ -113,7 +127,20 @@ def unlink(path: str | os.PathLike, directory_fd: int | None = None) -> bool:
 def file_lock(
     lock_path: str | os.PathLike, blocking: bool = True, recreate_folder: Callable[[], None] | None = None
 ) -> Iterator[bool]:
-    """An exclusive ``flock`` on ``lock_path``, held across processes; yields whether it was had.
+    """An exclusive ``flock`` on ``lock_path``, held across processes; yields whether it was had."""
+    fd = open_locked(lock_path, blocking, recreate_folder)
+    if fd is None:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def open_locked(lock_path: str | os.PathLike, blocking: bool = True, recreate_folder: Callable[[], None] | None = None) -> int | None:
+    """``lock_path`` opened (made if missing) and ``flock``ed exclusively: its descriptor,
+    which releases the lock when closed; None if it is held and ``blocking`` is false.
 
     A lock file may be unlinked by its holder (when its chat is deleted); a waiter that then
     gets the lock on the unlinked inode must not trust it, so it checks the inode is still
@@ -134,20 +161,37 @@ def file_lock(
         except OSError as error:
             os.close(fd)
             if error.errno in (errno.EAGAIN, errno.EACCES):
-                yield False
-                return
+                return None
             raise
-        try:
-            current = os.stat(lock_path).st_ino
-        except FileNotFoundError:
-            current = None
-        if current == os.fstat(fd).st_ino:
-            break
+        if is_at_path(fd, lock_path):
+            return fd
         os.close(fd)
+
+
+def is_at_path(fd: int, path: str | os.PathLike) -> bool:
+    """Whether the file open as ``fd`` is still the one at ``path`` (not unlinked or replaced)."""
     try:
-        yield True
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def is_locked(lock_path: str | os.PathLike) -> bool:
+    """Whether someone holds the ``flock`` on ``lock_path`` (this process too, through another
+    descriptor). Never makes the file; a missing one is not held."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES):
+            return True
+        raise
     finally:
-        os.close(fd)  # closing the descriptor releases the flock
+        os.close(fd)
+    return False
 
 
 def remove_stale_temp_files(directory: str | os.PathLike, lock_path_for: Callable[[str], str]) -> int:

@@ -1,9 +1,11 @@
 """ChatFolder: every file operation on the chats folder. Blocking code, safe across threads.
 
-It runs in the store's worker process (store/worker.py). Every change is a read-modify-write
-of the file as it is on disk now, under the chat's ``flock`` (which serialises threads here
-and other processes on the same folder), written atomically (files.write_atomic). Reads
-take no lock: files are only ever replaced whole.
+ChatStore (chats.py) runs it on its thread pool. Every change is a read-modify-write of the
+file as it is on disk now, under the chat's ``.locks/<stem>.lock`` flock (which serialises
+threads here and other processes on the same folder), written atomically
+(files.write_atomic). Reads take no lock: files are only ever replaced whole. Parsed chats
+are kept (cache.py), so a change to a long chat does not decode it again. Holding a chat
+for a turn is holds.py's business.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import errno
 import logging
 import os
 import threading
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 import jsonbytes
 
-from . import chatfile, files, history, names
-from .errors import ChatCorrupt, ChatExists, ChatNotFound, MessageIndexError, StoreError, from_os_error
+from . import chatfile, files, history, names, running
+from .cache import ChatCache
+from .errors import ChatCorrupt, ChatExists, ChatNotFound, StoreError, storage_errors
 from .index import ChatIndex
 from .search import SearchIndex
 
@@ -26,22 +29,33 @@ log = logging.getLogger("chatproxy.store")
 T = TypeVar("T")
 
 
+def changed_by(rule: Callable[..., object], *arguments: object) -> Callable[[dict], dict]:
+    """A change for ChatFolder.update that applies ``rule(chat, *arguments)`` and returns the chat."""
+
+    def change(chat: dict) -> dict:
+        rule(chat, *arguments)
+        return chat
+
+    return change
+
+
 class ChatFolder:
     def __init__(self, directory: str | os.PathLike) -> None:
         # Plain strings: paths are built for every operation, and pathlib's are slow.
         self._dir = os.fspath(directory)
-        self._lock_dir = os.path.join(self._dir, files.LOCK_DIR)
+        self.lock_dir = os.path.join(self._dir, files.LOCK_DIR)
         self._dir_fd: int | None = None  # kept open for the folder fsync after each write
         # Descriptors of folders that were removed and made again: another thread may still
         # be fsyncing one, so they are closed only with the folder (it happens rarely).
         self._retired_fds: list[int] = []
         self._recreating = threading.Lock()
-        self._index = ChatIndex(self._dir, self._recreate_folder)
+        self._index = ChatIndex(self._dir, self.recreate_folder)
         self._search = SearchIndex(self._dir, self._index, self._read_existing)
+        self._cache = ChatCache()
 
     def open(self) -> None:
         """Create the folder if missing and clear temp files a killed process left."""
-        self._recreate_folder()
+        self.recreate_folder()
         files.remove_stale_temp_files(self._dir, lambda file_name: self._lock_path(file_name.removesuffix(names.SUFFIX)))
 
     def close(self) -> None:
@@ -51,11 +65,11 @@ class ChatFolder:
         self._retired_fds.clear()
         self._dir_fd = None
 
-    def _recreate_folder(self) -> None:
+    def recreate_folder(self) -> None:
         """Make the folder and ``.locks/`` again (a user, a sync or a backup tool removed them),
         and hold the folder that is there now for the fsync after each write."""
         with self._recreating:
-            os.makedirs(self._lock_dir, exist_ok=True)
+            os.makedirs(self.lock_dir, exist_ok=True)
             if self._dir_fd is not None and not self._is_gone(self._dir_fd):
                 return  # another thread made it again meanwhile
             fd = os.open(self._dir, os.O_RDONLY | os.O_CLOEXEC)
@@ -80,15 +94,26 @@ class ChatFolder:
     def count(self) -> int:
         return len(self.listing())
 
-    def listing_json(self) -> bytes:
-        """The listing as a JSON array, cached between changes: 10,000 chats are ~1 MB."""
-        return self._guarded("listing the chats folder", self._index.listing_json)
+    def listing_json(self, is_live: Callable[[str], bool]) -> bytes:
+        """The listing as a JSON array, cached between changes: 10,000 chats are ~1 MB. A chat
+        marked running for which ``is_live(file_name)`` says so carries ``"running": true``."""
+        return self._guarded("listing the chats folder", lambda: self._index.listing_json(is_live))
+
+    def marked(self) -> list[str]:
+        """The file names of the chats marked running (running.py), live or not."""
+        self.listing()
+        return self._index.marked()
+
+    def is_marked(self, file_name: str) -> bool:
+        """Whether the chat is marked running, as far as the listing knows (no file is read)."""
+        return self._index.is_marked(file_name)
 
     def read(self, name: str) -> dict:
+        """The chat, shared with the cache: the caller must not change it."""
         return self._read(name, names.file_name_for(name))
 
-    def branches(self, name: str) -> list[dict]:
-        return history.branches(self.read(name))
+    def exists(self, file_name: str) -> bool:
+        return os.path.exists(self._path(file_name))
 
     def search(self, query: str, limit: int) -> list[dict]:
         return self._guarded("searching the chats", lambda: self._search.search(query, limit))
@@ -102,7 +127,7 @@ class ChatFolder:
         lines = []
         for name in chat_names:
             try:
-                chat = self.read(name)
+                chat = running.shown(self._read(name, names.file_name_for(name), keep=False), live=False)
             except ChatNotFound:
                 continue
             except StoreError as error:
@@ -137,57 +162,18 @@ class ChatFolder:
                 continue
         raise ChatExists(name)
 
-    def append(self, name: str, messages: list[dict], return_chat: bool = True) -> dict | None:
-        """Append ``messages`` to the chat as it is on disk now; returns the updated chat."""
+    def update(self, name: str, change: Callable[[dict], T]) -> T:
+        """Apply ``change`` to the chat as it is on disk now and write it; returns what
+        ``change`` returns. A change that raises writes nothing."""
 
-        def add(chat: dict) -> dict | None:
-            chat["messages"].extend(messages)
-            return chat if return_chat else None
+        def update(file_name: str) -> T:
+            chat = history.copy_for_change(self._read(name, file_name))
+            result = change(chat)
+            chat["updated_at"] = chatfile.now()
+            self._write(file_name, chat)
+            return result
 
-        return self._update(name, add)
-
-    def begin_turn(self, name: str, plan: dict, ready: Callable[[dict], None]) -> None:
-        """Change the chat for a new reply (``plan``: append a user message, regenerate, or
-        rerun from an edited message) and hand the changed chat to ``ready`` before it is
-        written: the caller asks LM Studio while the write becomes durable."""
-
-        def start(chat: dict) -> None:
-            if "append" in plan:
-                chat["messages"].append(plan["append"])
-            elif "rerun" in plan:
-                history.rerun_from(chat, *plan["rerun"])
-            else:
-                history.prepare_regenerate(chat)
-            ready(chat)
-
-        self._update(name, start)
-
-    def edit_message(self, name: str, index: int, content: str) -> dict:
-        def edited(chat: dict) -> dict:
-            history.edit(chat, index, content)
-            return chat
-
-        return self._update(name, edited)
-
-    def switch_branch(self, name: str, index: int, alternative: int) -> dict:
-        def switched(chat: dict) -> dict:
-            history.switch(chat, index, alternative)
-            return chat
-
-        return self._update(name, switched)
-
-    def update_settings(self, name: str, changes: dict[str, Any]) -> dict:
-        """Set the given keys; a None value removes the key (e.g. clears the system prompt)."""
-
-        def apply(chat: dict) -> dict:
-            for key, value in changes.items():
-                if value is None:
-                    chat.pop(key, None)
-                else:
-                    chat[key] = value
-            return chat
-
-        return self._update(name, apply)
+        return self._locked(name, update)
 
     def rename(self, name: str, new_name: str) -> None:
         """Give the chat a new name; ChatExists if one has it. Atomic: a hard link is made
@@ -201,9 +187,7 @@ class ChatFolder:
         def rename() -> None:
             with self._lock(first), self._lock(second):
                 self._move(name, new_name, self._path(old_stem + names.SUFFIX), self._path(new_stem + names.SUFFIX))
-                self._index.forget(old_stem + names.SUFFIX)
-                self._search.forget(old_stem + names.SUFFIX)
-                self._remove_lock_file(old_stem)
+                self._forget(old_stem + names.SUFFIX)
 
         self._guarded(f"renaming chat '{name}'", rename)
 
@@ -226,45 +210,33 @@ class ChatFolder:
             os.unlink(old_path)
         os.fsync(self._folder_fd())
 
-    def remove_message(self, name: str, index: int) -> dict:
-        """Remove the message at ``index``; returns it."""
-
-        def remove(chat: dict) -> dict:
-            messages = chat["messages"]
-            if not 0 <= index < len(messages):
-                raise MessageIndexError(index, len(messages))
-            return messages.pop(index)
-
-        return self._update(name, remove)
-
     def delete(self, name: str) -> None:
         def delete(file_name: str) -> None:
             if not files.unlink(self._path(file_name), self._folder_fd()):
                 raise ChatNotFound(name)
-            self._index.forget(file_name)
-            self._search.forget(file_name)
-            self._remove_lock_file(file_name.removesuffix(names.SUFFIX))
+            self._forget(file_name)
 
         self._locked(name, delete)
 
     # -- internals -------------------------------------------------------------------------
 
     def _lock(self, stem: str):
-        return files.file_lock(self._lock_path(stem), recreate_folder=self._recreate_folder)
+        return files.file_lock(self._lock_path(stem), recreate_folder=self.recreate_folder)
 
-    def _remove_lock_file(self, stem: str) -> None:
-        # Held by us; waiters notice the unlinked inode and retry (files.file_lock).
+    def _forget(self, file_name: str) -> None:
+        """The chat in ``file_name`` is gone (deleted, renamed): out of the indexes, and its
+        lock file removed (held by us; waiters notice the unlinked inode and retry)."""
+        self._index.forget(file_name)
+        self._search.forget(file_name)
+        self._cache.forget(file_name)
         try:
-            os.unlink(self._lock_path(stem))
+            os.unlink(self._lock_path(file_name.removesuffix(names.SUFFIX)))
         except FileNotFoundError:
             pass
 
     def _guarded(self, doing: str, function: Callable[[], T]) -> T:
-        """Run ``function``; an OS error becomes the store's own, naming the cause."""
-        try:
+        with storage_errors(doing):
             return function()
-        except OSError as error:
-            raise from_os_error(error, doing) from None
 
     def _locked(self, name: str, function: Callable[[str], T]) -> T:
         stem = names.stem_for(name)
@@ -275,27 +247,36 @@ class ChatFolder:
 
         return self._guarded(f"saving chat '{name}'", locked)
 
-    def _update(self, name: str, change: Callable[[dict], T]) -> T:
-        def update(file_name: str) -> T:
-            chat = self._read(name, file_name)
-            result = change(chat)
-            chat["updated_at"] = chatfile.now()
-            self._write(file_name, chat)
-            return result
-
-        return self._locked(name, update)
-
     def _lock_path(self, stem: str) -> str:
-        return f"{self._lock_dir}/{stem}.lock"
+        return f"{self.lock_dir}/{stem}.lock"
 
     def _path(self, file_name: str) -> str:
         return f"{self._dir}/{file_name}"
 
-    def _read(self, name: str, file_name: str) -> dict:
-        data = self._guarded(f"reading chat '{name}'", lambda: files.read_bytes(self._path(file_name)))
-        if data is None:
+    def _read(self, name: str, file_name: str, keep: bool = True) -> dict:
+        """The chat from the cache while its file is unchanged, else read and decoded (and,
+        with ``keep``, cached: an export passing through every chat does not keep them)."""
+        path = self._path(file_name)
+
+        def read() -> dict | None:
+            try:
+                chat = self._cache.get(file_name, os.stat(path))
+            except FileNotFoundError:
+                return None
+            if chat is not None:
+                return chat
+            read = files.read_file(path)
+            if read is None:
+                return None
+            chat = chatfile.decode(name, file_name, read[0])
+            if keep:
+                self._cache.put(file_name, read[1], chat)
+            return chat
+
+        chat = self._guarded(f"reading chat '{name}'", read)
+        if chat is None:
             raise ChatNotFound(name)
-        return chatfile.decode(name, file_name, data)
+        return chat
 
     def _read_existing(self, file_name: str) -> dict | None:
         """The chat in ``file_name`` for the search index; None if it is gone or damaged."""
@@ -313,10 +294,11 @@ class ChatFolder:
         sync a folder that no longer holds the files."""
         fd = self._dir_fd
         if fd is None or os.fstat(fd).st_nlink == 0:
-            self._recreate_folder()
+            self.recreate_folder()
             fd = self._dir_fd
         return fd
 
     def _write(self, file_name: str, chat: dict) -> None:
         stat = files.write_atomic(self._path(file_name), chatfile.encode(chat), self._folder_fd())
         self._index.record(file_name, chat, stat)
+        self._cache.put(file_name, stat, chat)

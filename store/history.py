@@ -16,12 +16,37 @@ with the same numbers restores the chat exactly.
 
 from __future__ import annotations
 
+import copy
+
 from .errors import InvalidChatValue, MessageIndexError
 
 ALTERNATIVES = "alternatives"
 # Where a hand-edited ``alternatives`` value that is not of this shape is kept, untouched,
 # when the chat changes: never lost, never in the way.
 UNREADABLE = "alternatives_unreadable"
+
+
+def copy_for_change(chat: dict) -> dict:
+    """A chat a change may alter, made from a shared one (store/cache.py) without copying it
+    all: the top level and the message list are new, and what the rules below rearrange in
+    place (the alternatives) is copied whole. Messages are only ever replaced, never changed."""
+    changed = {**chat, "messages": list(chat["messages"])}
+    for key in (ALTERNATIVES, UNREADABLE):
+        if key in chat:
+            changed[key] = copy.deepcopy(chat[key])
+    return changed
+
+
+def apply_plan(chat: dict, plan: dict) -> None:
+    """Make the chat ready for a new reply: ``{"append": message}`` adds the user's message,
+    ``{"rerun": [index, text]}`` edits one and sets what followed aside, ``{"regenerate": True}``
+    sets the last reply aside."""
+    if "append" in plan:
+        chat["messages"].append(plan["append"])
+    elif "rerun" in plan:
+        rerun_from(chat, *plan["rerun"])
+    else:
+        prepare_regenerate(chat)
 
 
 def _is_tail(value: object) -> bool:
@@ -132,6 +157,14 @@ def prepare_regenerate(chat: dict) -> None:
         raise InvalidChatValue("The chat has no user message to answer again")
     keep_as_alternative(chat, last_user + 1)
     _tidy(chat)
+
+
+def remove(chat: dict, index: int) -> dict:
+    """Take the message at ``index`` out of the current branch; returns it."""
+    messages = chat["messages"]
+    if not 0 <= index < len(messages):
+        raise MessageIndexError(index, len(messages))
+    return messages.pop(index)
 
 
 def switch(chat: dict, index: int, alternative: int) -> None:

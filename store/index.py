@@ -6,6 +6,9 @@ folder's own mtime has not moved since the last full scan (nothing added, remove
 renamed, and every store write is a rename), the cached listing is returned without a
 single stat. Files edited in place by hand are seen at the next full scan, which happens
 whenever the folder changes or ``RESCAN_AFTER_S`` has passed.
+
+A chat marked running (store/running.py) is remembered as such; the listing says
+``"running": true`` for those whose turn is live, asking only about them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Callable
 
 import jsonbytes
 
-from . import chatfile, files, names
+from . import chatfile, files, names, running
 from .errors import ChatCorrupt
 
 log = logging.getLogger("chatproxy.store")
@@ -39,6 +42,7 @@ class _Entry:
     mtime_ns: int
     size: int
     summary: dict | None  # None: the file is damaged and left out of the listing
+    running: bool = False  # the chat is marked running (live or not)
 
 
 class ChatIndex:
@@ -52,19 +56,35 @@ class ChatIndex:
         self._scanned_at = 0.0
         self._listing: list[dict] | None = None
         self._listing_json: bytes | None = None
+        self._json_live: frozenset[str] = frozenset()  # the chats shown running in _listing_json
+        self._marked: set[str] = set()  # file names of the chats marked running
         self._generation = 0  # moves whenever an entry may have changed
 
-    def listing_json(self) -> bytes:
-        """``listing()`` as a JSON array, encoded once per change of the folder."""
+    def listing_json(self, is_live: Callable[[str], bool]) -> bytes:
+        """``listing()`` as a JSON array, encoded once per change of the folder or of which
+        turns are live; ``is_live(file_name)`` is asked only of the chats marked running."""
         listing = self.listing()
+        live = frozenset(file_name for file_name in self.marked() if is_live(file_name))
         with self._lock:
-            if self._listing is listing and self._listing_json is not None:
+            if self._listing is listing and self._listing_json is not None and self._json_live == live:
                 return self._listing_json
-        encoded = jsonbytes.dumps(listing)
+        shown = {names.name_for(file_name) for file_name in live}
+        encoded = jsonbytes.dumps(
+            [{**summary, "running": True} if summary["id"] in shown else summary for summary in listing] if shown else listing
+        )
         with self._lock:
             if self._listing is listing:
-                self._listing_json = encoded
+                self._listing_json, self._json_live = encoded, live
         return encoded
+
+    def marked(self) -> list[str]:
+        """The file names of the good chats marked running, as of the last scan or write."""
+        with self._lock:
+            return list(self._marked)
+
+    def is_marked(self, file_name: str) -> bool:
+        with self._lock:
+            return file_name in self._marked
 
     def listing(self) -> list[dict]:
         """Every good chat's summary, sorted by id. Blocking: run it off the event loop."""
@@ -86,8 +106,10 @@ class ChatIndex:
     def record(self, file_name: str, chat: dict, stat: os.stat_result) -> None:
         """Our own write (``stat`` is the new file's): remember its summary, so the next
         scan need not read it back."""
+        marked = running.MARKER in chat
         with self._lock:
-            self._entries[file_name] = _Entry(stat.st_mtime_ns, stat.st_size, _summary(file_name, chat))
+            self._entries[file_name] = _Entry(stat.st_mtime_ns, stat.st_size, _summary(file_name, chat), marked)
+            (self._marked.add if marked else self._marked.discard)(file_name)
             self._listing = self._listing_json = None
             self._generation += 1
 
@@ -109,6 +131,7 @@ class ChatIndex:
     def forget(self, file_name: str) -> None:
         with self._lock:
             self._entries.pop(file_name, None)
+            self._marked.discard(file_name)
             self._listing = self._listing_json = None
             self._generation += 1
 
@@ -131,7 +154,7 @@ class ChatIndex:
             if old is not None and (old.mtime_ns, old.size) == (stat.st_mtime_ns, stat.st_size):
                 fresh[entry.name] = old
             else:
-                fresh[entry.name] = _Entry(stat.st_mtime_ns, stat.st_size, _read_summary(entry.path, entry.name))
+                fresh[entry.name] = _Entry(stat.st_mtime_ns, stat.st_size, *_read_summary(entry.path, entry.name))
         listing = sorted(
             (entry.summary for entry in fresh.values() if entry.summary is not None),
             key=lambda summary: summary["id"],
@@ -140,6 +163,7 @@ class ChatIndex:
             if fresh != self._entries:
                 self._generation += 1
             self._entries = fresh
+            self._marked = {name for name, entry in fresh.items() if entry.running and entry.summary is not None}
             self._listing = listing
             self._listing_json = None
             self._scanned_dir_mtime_ns = dir_mtime_ns
@@ -154,14 +178,15 @@ def _summary(file_name: str, chat: dict) -> dict:
     return {"id": name, "name": name, "model": model if isinstance(model, str) else None}
 
 
-def _read_summary(path: str, file_name: str) -> dict | None:
+def _read_summary(path: str, file_name: str) -> tuple[dict | None, bool]:
+    """The file's summary (None: gone, or damaged) and whether the chat is marked running."""
     name = names.name_for(file_name)
     data = files.read_bytes(path)
     if data is None:
-        return None  # removed since the folder was listed
+        return None, False  # removed since the folder was listed
     try:
         chat = chatfile.decode(name, file_name, data)
     except ChatCorrupt as error:
         log.warning("Skipping %s in the listing: %s", file_name, error)
-        return None
-    return _summary(file_name, chat)
+        return None, False
+    return _summary(file_name, chat), running.MARKER in chat

@@ -11,6 +11,7 @@ user's, never a chat.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from .errors import InvalidChatName
 
@@ -32,6 +33,11 @@ def stem_for(name: str) -> str:
     """The file stem for ``name``; raises InvalidChatName for a name no file can hold."""
     if not isinstance(name, str) or not name:
         raise InvalidChatName("name must be a non-empty string")
+    return _stem_for(name)
+
+
+@lru_cache(maxsize=4096)  # asked several times per change, of the same few names
+def _stem_for(name: str) -> str:
     if len(name) > MAX_NAME_CHARS:
         raise InvalidChatName(f"name is too long: {len(name)} characters, at most {MAX_NAME_CHARS}")
     if any("\ud800" <= char <= "\udfff" for char in name):

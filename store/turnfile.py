@@ -1,0 +1,103 @@
+"""A held chat's ``.locks/<stem>.turn``: the cross-process hold, and the journal of its turn.
+
+Holding the chat is holding the ``flock`` on this file (files.open_locked), for a whole turn
+or change; a process that dies lets go of it with its descriptors. The file's content is
+the journal of the turn in progress: which chat, which turn, and the reply so far. It is
+written without fsync: the page cache outlives a killed process (not a power cut), and a
+journal is rewritten about once a second per turn. Empty means no turn is in progress.
+
+The layout keeps a whole record readable whatever moment the writer is killed at, even
+in the middle of a write (the kernel may stop a write of several pages part-way when the
+process is killed): a 24-byte header at offset 0 says where the current record lies, its
+length and checksum. A new record is written where it overlaps nothing of the current one,
+then the header is pointed at it (a write within one page is all or nothing); the file
+stays within about three times the largest record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import zlib
+from typing import Callable
+
+import jsonbytes
+
+from . import files
+
+log = logging.getLogger("chatproxy.store")
+
+SUFFIX = ".turn"
+_HEADER = struct.Struct(">4sQII")  # magic, record offset, record length, record checksum
+_MAGIC = b"CPJ1"
+_FIRST = 64  # where the first record goes: room for the header
+
+
+class TurnFile:
+    """The open, ``flock``ed turn file of one chat; only its holder writes or removes it."""
+
+    def __init__(self, fd: int, path: str) -> None:
+        self.fd = fd
+        self.path = path
+        self._record_at: tuple[int, int] | None = None  # (offset, length) of the current record
+
+    @classmethod
+    def take(cls, path: str, recreate_folder: Callable[[], None] | None = None) -> TurnFile | None:
+        """The file, held; None when another holds it (this call never waits)."""
+        fd = files.open_locked(path, blocking=False, recreate_folder=recreate_folder)
+        return cls(fd, path) if fd is not None else None
+
+    def has_journal(self) -> bool:
+        return os.fstat(self.fd).st_size > 0
+
+    def read(self) -> dict | None:
+        """The journaled record (``{"name", "turn", "reply"}``); None if there is none or it
+        cannot be read (a file damaged by hand: logged)."""
+        header = os.pread(self.fd, _HEADER.size, 0)
+        if header.count(0) == len(header):
+            return None  # empty, or killed before the first record's header was written
+        try:
+            if len(header) != _HEADER.size or not header.startswith(_MAGIC):
+                raise ValueError("it does not start with a journal header")
+            _, offset, length, checksum = _HEADER.unpack(header)
+            body = os.pread(self.fd, length, offset)
+            if len(body) != length or zlib.crc32(body) != checksum:
+                raise ValueError("its record does not match its header")
+            record = jsonbytes.loads(body)
+            if not isinstance(record, dict):
+                raise ValueError("its record is not a JSON object")
+        except ValueError as error:  # json's errors are ValueErrors too
+            log.warning("Ignoring the turn journal %s: %s", self.path, error)
+            return None
+        return record
+
+    def write(self, record: dict) -> None:
+        body = jsonbytes.dumps(record)
+        current = self._record_at
+        # Where nothing of the current record lies: at the front if it fits before it, else after it.
+        offset = _FIRST if current is None or _FIRST + len(body) <= current[0] else current[0] + current[1]
+        _write_all(self.fd, body, offset)
+        _write_all(self.fd, _HEADER.pack(_MAGIC, offset, len(body), zlib.crc32(body)), 0)
+        if offset == _FIRST and current is not None:
+            os.ftruncate(self.fd, _FIRST + len(body))  # what lay after it is no longer pointed at
+        self._record_at = (offset, len(body))
+
+    def clear(self) -> None:
+        os.ftruncate(self.fd, 0)
+        self._record_at = None
+
+    def release(self, remove: bool = False) -> None:
+        """Let go of the chat; ``remove``: take the file away first (its chat is gone)."""
+        try:
+            if remove and files.is_at_path(self.fd, self.path):
+                os.unlink(self.path)  # waiters notice the unlinked inode and retry (files.open_locked)
+        finally:
+            os.close(self.fd)
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
