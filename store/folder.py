@@ -225,12 +225,16 @@ class ChatFolder:
 
     def _forget(self, file_name: str) -> None:
         """The chat in ``file_name`` is gone (deleted, renamed): out of the indexes, and its
-        lock file removed (held by us; waiters notice the unlinked inode and retry)."""
+        lock file removed."""
         self._index.forget(file_name)
         self._search.forget(file_name)
         self._cache.forget(file_name)
+        self._remove_lock_file(file_name.removesuffix(names.SUFFIX))
+
+    def _remove_lock_file(self, stem: str) -> None:
+        # Held by us; waiters notice the unlinked inode and retry (files.open_locked).
         try:
-            os.unlink(self._lock_path(file_name.removesuffix(names.SUFFIX)))
+            os.unlink(self._lock_path(stem))
         except FileNotFoundError:
             pass
 
@@ -243,7 +247,11 @@ class ChatFolder:
 
         def locked() -> T:
             with self._lock(stem):
-                return function(stem + names.SUFFIX)
+                try:
+                    return function(stem + names.SUFFIX)
+                except ChatNotFound:
+                    self._remove_lock_file(stem)  # a name asked for in vain leaves nothing behind
+                    raise
 
         return self._guarded(f"saving chat '{name}'", locked)
 

@@ -16,11 +16,14 @@ stays within about three times the largest record.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
+import threading
 import zlib
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import jsonbytes
 
@@ -38,9 +41,12 @@ class TurnFile:
     """The open, ``flock``ed turn file of one chat; only its holder writes or removes it."""
 
     def __init__(self, fd: int, path: str) -> None:
-        self.fd = fd
         self.path = path
+        self._fd: int | None = fd
         self._record_at: tuple[int, int] | None = None  # (offset, length) of the current record
+        # A write still running on a pool thread (its caller was cancelled) must not meet a
+        # descriptor closed under it, or reused by another file meanwhile.
+        self._using_fd = threading.Lock()
 
     @classmethod
     def take(cls, path: str, recreate_folder: Callable[[], None] | None = None) -> TurnFile | None:
@@ -49,21 +55,22 @@ class TurnFile:
         return cls(fd, path) if fd is not None else None
 
     def has_journal(self) -> bool:
-        return os.fstat(self.fd).st_size > 0
+        with self._open() as fd:
+            return os.fstat(fd).st_size > 0
 
     def read(self) -> dict | None:
         """The journaled record (``{"name", "turn", "reply"}``); None if there is none or it
         cannot be read (a file damaged by hand: logged)."""
-        header = os.pread(self.fd, _HEADER.size, 0)
-        if header.count(0) == len(header):
-            return None  # empty, or killed before the first record's header was written
+        with self._open() as fd:
+            size = os.fstat(fd).st_size
+            header = os.pread(fd, _HEADER.size, 0)
+            if not header.strip(b"\0"):
+                return None  # empty, or killed before the first record's header was written
+            magic, offset, length, checksum = _HEADER.unpack(header) if len(header) == _HEADER.size else (b"", 0, 0, 0)
+            body = os.pread(fd, length, offset) if magic == _MAGIC and offset + length <= size else None
         try:
-            if len(header) != _HEADER.size or not header.startswith(_MAGIC):
-                raise ValueError("it does not start with a journal header")
-            _, offset, length, checksum = _HEADER.unpack(header)
-            body = os.pread(self.fd, length, offset)
-            if len(body) != length or zlib.crc32(body) != checksum:
-                raise ValueError("its record does not match its header")
+            if body is None or zlib.crc32(body) != checksum:
+                raise ValueError("its header points at no whole record")
             record = jsonbytes.loads(body)
             if not isinstance(record, dict):
                 raise ValueError("its record is not a JSON object")
@@ -77,23 +84,34 @@ class TurnFile:
         current = self._record_at
         # Where nothing of the current record lies: at the front if it fits before it, else after it.
         offset = _FIRST if current is None or _FIRST + len(body) <= current[0] else current[0] + current[1]
-        _write_all(self.fd, body, offset)
-        _write_all(self.fd, _HEADER.pack(_MAGIC, offset, len(body), zlib.crc32(body)), 0)
-        if offset == _FIRST and current is not None:
-            os.ftruncate(self.fd, _FIRST + len(body))  # what lay after it is no longer pointed at
+        with self._open() as fd:
+            _write_all(fd, body, offset)
+            _write_all(fd, _HEADER.pack(_MAGIC, offset, len(body), zlib.crc32(body)), 0)
+            if offset == _FIRST and current is not None:
+                os.ftruncate(fd, _FIRST + len(body))  # what lay after it is no longer pointed at
         self._record_at = (offset, len(body))
 
     def clear(self) -> None:
-        os.ftruncate(self.fd, 0)
+        with self._open() as fd:
+            os.ftruncate(fd, 0)
         self._record_at = None
 
     def release(self, remove: bool = False) -> None:
         """Let go of the chat; ``remove``: take the file away first (its chat is gone)."""
-        try:
-            if remove and files.is_at_path(self.fd, self.path):
-                os.unlink(self.path)  # waiters notice the unlinked inode and retry (files.open_locked)
-        finally:
-            os.close(self.fd)
+        with self._open() as fd:
+            self._fd = None
+            try:
+                if remove and files.is_at_path(fd, self.path):
+                    os.unlink(self.path)  # waiters notice the unlinked inode and retry (files.open_locked)
+            finally:
+                os.close(fd)  # closing the descriptor releases the flock
+
+    @contextmanager
+    def _open(self) -> Iterator[int]:
+        with self._using_fd:
+            if self._fd is None:
+                raise OSError(errno.EBADF, "The chat is no longer held", self.path)
+            yield self._fd
 
 
 def _write_all(fd: int, data: bytes, offset: int) -> None:

@@ -177,6 +177,6 @@ def test_hand_edited_files_of_any_shape_never_answer_5xx(io_loop, proxy, chats_d
     response = io_loop.run_sync(lambda: call(proxy, method, target, body), timeout=30)
     if response.status == 500:
         assert "is damaged" in assert_error(response, 500)  # not a chat: named as such, left as it is
-        assert json.loads((chats_dir / "hand.json").read_text()) == content
+        assert (chats_dir / "hand.json").read_text() == json.dumps(content)  # text: NaN != NaN
     else:
         assert response.status < 500, (content, route, response.status, response.body[:300])

@@ -1,4 +1,5 @@
-"""The real server process: start-up, and graceful shutdown with a stream in flight."""
+"""The real server process: start-up, graceful shutdown with a stream in flight, kill -9,
+and two processes on one folder."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import asyncio
 import json
 import signal
 import socket
+import sys
 
 import pytest
 
+from store import ChatStore
 from tests.fake_lmstudio import MODEL, Reply
-from tests.helpers import call, child_pids, has_exited, start_server, stop_server, stream, wait_for
+from tests.helpers import call, start_server, stop_server, stream, wait_for
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -92,12 +95,9 @@ async def test_sigkill_during_writes_and_streams_leaves_every_file_whole(project
     try:
         await fake.wait_requests(10, timeout=30)
         await wait_for(lambda: len(acknowledged) >= 20, timeout=30, what="traffic")
-        [store_worker] = child_pids(process.pid)
         process.kill()  # SIGKILL, mid-write and mid-stream
         await process.wait()
         await asyncio.gather(*writers)
-        # Its stdin closed, the store's worker finishes the writes it had and exits.
-        await wait_for(lambda: has_exited(store_worker), what="the orphaned store worker to exit")
     finally:
         await stop_server(process)
     folder = tmp_path / "chats"
@@ -110,12 +110,16 @@ async def test_sigkill_during_writes_and_streams_leaves_every_file_whole(project
         listing = (await call(base, "GET", "/chats")).json["chats"]
         assert {chat["name"] for chat in listing} >= set(acknowledged)
         assert list(folder.glob(".*.tmp")) == []  # cleaned at start-up
+        # The turns the kill cut short were finished at start-up.
+        assert not [chat for chat in listing if chat.get("running")]
+        assert not [path for path in folder.glob("*.json") if "running_turn" in json.loads(path.read_text())]
+        assert all(path.stat().st_size == 0 for path in (folder / ".locks").glob("*.turn"))  # no journal left
     finally:
         await stop_server(process)
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_two_processes_on_one_folder_lose_no_update(project_root, clean_env, tmp_path, fake):
+async def test_two_processes_on_one_folder_lose_no_update_and_never_interleave_turns(project_root, clean_env, tmp_path, fake):
     first, base_a = await start_server(project_root, clean_env, tmp_path, fake)
     second, base_b = await start_server(project_root, clean_env, tmp_path, fake)
     try:
@@ -134,4 +138,67 @@ async def test_two_processes_on_one_folder_lose_no_update(project_root, clean_en
     saved = json.loads((tmp_path / "chats" / "shared.json").read_text())
     users = sorted(m["content"] for m in saved["messages"] if m["role"] == "user")
     assert users == sorted([f"a{i}" for i in range(10)] + [f"b{i}" for i in range(10)])
-    assert sum(m["role"] == "assistant" for m in saved["messages"]) == 20
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"] * 20
+
+
+# Holds chats "a" and "b" mid-turn, each with a journaled reply, until it is killed.
+HOLDER = """
+import asyncio, contextlib, sys
+from store import ChatStore
+
+async def main(folder):
+    store = ChatStore(folder)
+    store.open()
+    async with contextlib.AsyncExitStack() as holding:
+        for name in ("a", "b"):
+            await store.create(name, "m", 0.7, -1)
+            await holding.enter_async_context(store.hold(name))
+            await store.begin_turn(name, {"append": {"role": "user", "content": "why?"}}, {"id": "t-" + name, "started_at": "now"})
+            await store.journal_turn(name, "t-" + name, {"role": "assistant", "content": "Because", "finish_reason": None})
+        print("holding", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_process_killed_mid_turn_leaves_its_reply_to_the_next_holder_and_to_a_restart(project_root, clean_env, tmp_path, fake):
+    folder = tmp_path / "chats"
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, str(folder), cwd=project_root, env=clean_env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )
+    store = ChatStore(folder)
+    try:
+        assert await asyncio.wait_for(holder.stdout.readline(), 15) == b"holding\n"
+        store.open()
+        assert (await store.get("a"))["running_turn"]["id"] == "t-a"  # live: the other process holds it
+        assert [chat.get("running") for chat in await store.list_chats()] == [True, True]
+        entered = asyncio.Event()
+
+        async def hold_a() -> list[dict]:
+            async with store.hold("a"):
+                entered.set()
+                return (await store.get("a"))["messages"]
+
+        waiting = asyncio.ensure_future(hold_a())
+        await wait_for(lambda: store.turn_waiters("a") == 1, what="this process to ask for chat a")
+        assert not entered.is_set()  # refused while the other process holds it
+        holder.kill()
+        await holder.wait()
+        messages = await asyncio.wait_for(waiting, 10)
+        assert [(m["content"], m.get("interrupted")) for m in messages] == [("why?", None), ("Because", True)]
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+        await store.close()
+    process, base = await start_server(project_root, clean_env, tmp_path, fake)
+    try:
+        chat = (await call(base, "GET", "/chat?name=b")).json["chat"]
+        assert [(m["content"], m.get("interrupted")) for m in chat["messages"]] == [("why?", None), ("Because", True)]
+        assert "running_turn" not in json.loads((folder / "b.json").read_text())  # finished at start-up
+        assert [chat.get("running") for chat in (await call(base, "GET", "/chats")).json["chats"]] == [None, None]
+    finally:
+        await stop_server(process)

@@ -6,16 +6,17 @@ import asyncio
 import json
 import os
 import shutil
-import signal
+import threading
 from urllib.parse import quote
 
 import pytest
 
 from store import ChatCorrupt, ChatStore, InvalidChatName
-from store import files, index as index_module
+from store import chatfile as store_chatfile, files, index as index_module
+from store.cache import ChatCache
 from store.folder import ChatFolder
 from store.names import file_name_for, name_for
-from tests.helpers import assert_error, call, has_exited, wait_for
+from tests.helpers import assert_error, call, wait_for
 
 ODD_NAMES = [
     "my chat",
@@ -124,7 +125,7 @@ def test_read_bytes_reads_to_the_end_through_short_reads(tmp_path, monkeypatch):
 
 
 def open_folder(folder) -> None:
-    """What the store's worker does as it starts."""
+    """What the store does at start-up (ChatStore.open)."""
     chat_folder = ChatFolder(folder)
     chat_folder.open()
     chat_folder.close()
@@ -171,14 +172,14 @@ def test_a_temp_file_another_writer_is_writing_is_not_cleaned_up(tmp_path):
 
 
 @pytest.mark.gen_test
-async def test_damaged_file_is_skipped_in_listing_named_on_get_and_never_overwritten(proxy, chats_dir, capfd):
+async def test_damaged_file_is_skipped_in_listing_named_on_get_and_never_overwritten(proxy, chats_dir, caplog):
     assert (await call(proxy, "POST", "/chat", {"name": "good", "model": "m"})).status == 200
     damaged = {"bad.json": b'{"model": "m", "messages": [', "notachat.json": b'["a list"]', "latin.json": b"\xff\xfe"}
     for file_name, data in damaged.items():
         (chats_dir / file_name).write_bytes(data)
     listing = await call(proxy, "GET", "/chats")
     assert [chat["name"] for chat in listing.json["chats"]] == ["good"]
-    assert "Skipping bad.json" in capfd.readouterr().err  # logged by the store's worker process
+    assert "Skipping bad.json" in caplog.text
     message = assert_error(await call(proxy, "GET", "/chat?name=bad"), 500)
     assert "bad.json is not valid JSON" in message
     assert "does not hold a JSON object" in assert_error(await call(proxy, "GET", "/chat?name=notachat"), 500)
@@ -245,17 +246,24 @@ def store(tmp_path, io_loop):
     io_loop.run_sync(chat_store.close)
 
 
+async def a_turn(store, name: str, question: str, answer: dict | None) -> dict:
+    """One whole turn at the store: the question stored and the chat marked running, then the answer."""
+    async with store.hold(name):
+        chat = await store.begin_turn(name, {"append": {"role": "user", "content": question}}, {"id": question, "started_at": "now"})
+        await store.end_turn(name, question, answer)
+    return chat
+
+
 @pytest.mark.gen_test
-async def test_many_concurrent_changes_lose_nothing(store):
+async def test_many_concurrent_turns_lose_nothing_and_never_interleave(store):
     await store.create("busy", "m", 0.7, -1)
-    await asyncio.gather(*(store.append("busy", [{"role": "user", "content": str(i)}]) for i in range(100)))
+    await asyncio.gather(*(a_turn(store, "busy", str(i), {"role": "assistant", "content": f"re {i}"}) for i in range(50)))
     chat = await store.get("busy")
-    assert sorted(int(m["content"]) for m in chat["messages"]) == list(range(100))
+    assert [m["content"] for m in chat["messages"]] == [text for i in range(50) for text in (str(i), f"re {i}")]
 
 
 @pytest.mark.gen_test
-async def test_requests_that_arrive_while_the_worker_starts_are_all_answered(store):
-    assert store.worker_pid is None  # started by the first request
+async def test_requests_that_arrive_before_the_store_has_threads_are_all_answered(store):
     created = await asyncio.gather(*(store.create(f"c{i}", "m", 0.7, -1) for i in range(20)))
     assert [chat["model"] for chat in created] == ["m"] * 20
     assert await store.count_chats() == 20
@@ -265,7 +273,7 @@ async def test_requests_that_arrive_while_the_worker_starts_are_all_answered(sto
 async def test_corrupt_chat_is_a_store_error_not_a_crash(store, tmp_path):
     (tmp_path / "chats" / "x.json").write_text("{")
     with pytest.raises(ChatCorrupt):
-        await store.append("x", [{"role": "user", "content": "y"}])
+        await a_turn(store, "x", "y", None)
     assert (tmp_path / "chats" / "x.json").read_text() == "{"
 
 
@@ -273,8 +281,52 @@ async def test_corrupt_chat_is_a_store_error_not_a_crash(store, tmp_path):
 async def test_lone_surrogate_in_a_message_is_stored_and_read_back(store):
     await store.create("emoji", "m", 0.7, -1)
     half = json.loads('"half an emoji: \\ud83d"')
-    await store.append("emoji", [{"role": "assistant", "content": half}])
-    assert (await store.get("emoji"))["messages"][0]["content"] == half
+    await a_turn(store, "emoji", "q", {"role": "assistant", "content": half})
+    assert (await store.get("emoji"))["messages"][1]["content"] == half
+
+
+@pytest.mark.gen_test
+async def test_file_work_runs_on_threads_below_the_event_loop(store):
+    await store.create("a", "m", 0.7, -1)
+    workers = [thread for thread in threading.enumerate() if thread.name.startswith("chatstore")]
+    assert workers
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    for thread in workers:
+        assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == min(19, mine + 10)
+
+
+@pytest.mark.gen_test
+async def test_a_long_chat_is_decoded_once_across_turns_and_a_hand_edit_is_seen(store, tmp_path, monkeypatch):
+    long_chat = {"model": "m", "messages": [{"role": "user", "content": f"message {i}"} for i in range(2000)]}
+    (tmp_path / "chats" / "long.json").write_text(json.dumps(long_chat))
+    decoded = []
+    real_decode = store_chatfile.decode
+    monkeypatch.setattr(store_chatfile, "decode", lambda *a: decoded.append(a[0]) or real_decode(*a))
+    for number in range(3):
+        await a_turn(store, "long", f"q{number}", {"role": "assistant", "content": f"a{number}"})
+    assert len((await store.get("long"))["messages"]) == 2006
+    assert decoded == ["long"]  # read once; every turn after works on what it wrote
+    long_chat["messages"] = long_chat["messages"][:5]
+    (tmp_path / "chats" / "long.json").write_text(json.dumps(long_chat))  # a hand edit, in place
+    assert len((await store.get("long"))["messages"]) == 5
+    assert decoded == ["long", "long"]
+
+
+def test_the_chat_cache_keeps_within_its_budget_and_drops_a_changed_file(tmp_path):
+    cache = ChatCache(budget_bytes=250, largest_bytes=120)
+    stats = {}
+    for name, size in (("a", 100), ("b", 100), ("big", 200)):
+        (tmp_path / name).write_bytes(b"x" * size)
+        stats[name] = os.stat(tmp_path / name)
+        cache.put(name, stats[name], {"name": name})
+    assert cache.get("big", stats["big"]) is None  # larger than any one chat may be
+    assert cache.get("a", stats["a"]) == {"name": "a"}  # now the most recently used
+    (tmp_path / "c").write_bytes(b"x" * 100)
+    cache.put("c", os.stat(tmp_path / "c"), {"name": "c"})
+    assert cache.get("b", stats["b"]) is None  # the least recently used went
+    assert cache.get("a", stats["a"]) == {"name": "a"}
+    (tmp_path / "a").write_bytes(b"y" * 101)
+    assert cache.get("a", os.stat(tmp_path / "a")) is None
 
 
 @pytest.mark.gen_test
@@ -297,47 +349,6 @@ async def test_keyed_locks_serve_in_arrival_order_and_are_dropped_when_unused():
     await asyncio.gather(*tasks)
     assert [n for key, n in order if key == "a"] == [0, 1, 2, 3, 4]
     assert len(locks) == 0
-
-
-# -- the worker process --------------------------------------------------------------------
-
-
-@pytest.mark.gen_test
-async def test_a_killed_worker_is_replaced_and_loses_nothing_stored(store, caplog):
-    await store.create("kept", "m", 0.7, -1)
-    first = store.worker_pid
-    os.kill(first, signal.SIGKILL)
-    await wait_for(lambda: store.worker_pid is None, what="the worker's death noticed")
-    assert "The storage worker stopped (exit code -9)" in caplog.text
-    assert (await store.get("kept"))["model"] == "m"
-    assert store.worker_pid not in (None, first)
-
-
-@pytest.mark.gen_test
-async def test_a_request_open_when_the_worker_dies_fails_with_a_clear_error(proxy, services):
-    await call(proxy, "GET", "/chats")  # the worker is running
-    worker = services.store.worker_pid
-    os.kill(worker, signal.SIGSTOP)  # it reads no more requests
-    try:
-        pending = asyncio.ensure_future(call(proxy, "POST", "/chat", {"name": "lost", "model": "m"}))
-        await wait_for(lambda: len(services.store._file_locks) == 1, what="the request sent to the worker")
-    finally:
-        os.kill(worker, signal.SIGKILL)
-    message = assert_error(await pending, 500)
-    assert "storage worker stopped" in message and "may not have been saved" in message
-    assert (await call(proxy, "POST", "/chat", {"name": "lost", "model": "m"})).status == 200  # a new worker
-
-
-@pytest.mark.gen_test
-async def test_worker_outlives_sigterm_and_sigint_at_low_priority_and_stops_when_closed(store):
-    await store.create("a", "m", 0.7, -1)
-    worker = store.worker_pid
-    for signum in (signal.SIGTERM, signal.SIGINT):  # a Ctrl-C or a service manager signals the whole group
-        os.kill(worker, signum)
-    assert (await store.get("a"))["model"] == "m" and store.worker_pid == worker
-    assert os.getpriority(os.PRIO_PROCESS, worker) > os.getpriority(os.PRIO_PROCESS, 0)
-    await store.close()
-    assert has_exited(worker)
 
 
 @pytest.mark.gen_test
