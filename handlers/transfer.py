@@ -13,7 +13,7 @@ from store import StoreError, formats
 from .base import BaseHandler
 from .errors import ApiError, status_for_store_error
 
-# Chats per trip to the store's worker while exporting: memory stays flat, the pipe busy.
+# Chats per trip to the store's threads while exporting: memory stays flat.
 EXPORT_BATCH = 100
 
 

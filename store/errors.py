@@ -45,7 +45,7 @@ class MessageIndexError(StoreError):
 
 
 class StorageFailure(StoreError):
-    """A file operation failed for a reason that is not the request's (disk full, worker gone)."""
+    """A file operation failed for a reason that is not the request's (disk full, a read-only folder)."""
 
 
 class StorageFull(StorageFailure):
