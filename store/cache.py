@@ -4,8 +4,8 @@ An entry is valid while its file's (inode, size, mtime) are what they were when 
 or written: every write of ours replaces the file (a new inode), and a hand edit changes the
 size or the time. (On a file system whose clock is coarse, an edit in place that keeps the
 size within the same tick as our write goes unseen until the next change; the ext4 this was
-built on gave every write a time of its own.) Bounded by the files' sizes, least recently used out first.
-The chats handed out are shared: nobody changes them (a change works on
+built on gave every write a time of its own.) Bounded by the files' sizes, least recently
+used out first. The chats handed out are shared: nobody changes them (a change works on
 history.copy_for_change).
 """
 
