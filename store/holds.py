@@ -140,11 +140,8 @@ class Holds:
         chat still marked running whose turn is not live), and remove the turn files of chats
         that are gone. Returns how many chats got their turn finished."""
         with storage_errors("looking for turns stopped processes left"):
-            stems = {
-                entry.name.removesuffix(SUFFIX)
-                for entry in os.scandir(self._folder.lock_dir)
-                if entry.name.endswith(SUFFIX) and (entry.stat().st_size or not self._folder.exists(entry.name.removesuffix(SUFFIX) + names.SUFFIX))
-            }
+            turn_files = {entry.name.removesuffix(SUFFIX): entry for entry in os.scandir(self._folder.lock_dir) if entry.name.endswith(SUFFIX)}
+            stems = {stem for stem, entry in turn_files.items() if entry.stat().st_size or not self._folder.exists(stem + names.SUFFIX)}
             stems.update(file_name.removesuffix(names.SUFFIX) for file_name in self._folder.marked())
         finished = 0
         for stem in sorted(stems):
