@@ -18,7 +18,7 @@ function authHeaders() {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
-export async function request(method, path, body, signal) {
+async function request(method, path, body, signal) {
   const options = { method, headers: { ...authHeaders() }, signal };
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
@@ -29,7 +29,7 @@ export async function request(method, path, body, signal) {
     response = await fetch(path, options);
   } catch (error) {
     if (error.name === "AbortError") throw error;
-    throw new Unreachable(`chatproxy is unreachable (${location.host}): is the server running?`);
+    throw new Unreachable(`chatproxy is unreachable (${location.host}): is the server running? Start it, then try again.`);
   }
   if (response.status === 401) {
     await askForToken(localStorage.getItem(TOKEN_KEY) ? "That token was refused." : "");
@@ -39,7 +39,7 @@ export async function request(method, path, body, signal) {
 }
 
 // chatproxy's one error shape, {"status": "error", "message": ...}, as an ApiError.
-export async function failure(response) {
+async function failure(response) {
   const payload = await response.json().catch(() => ({}));
   return new ApiError(response.status, payload.message || `${response.status} ${response.statusText}`);
 }
@@ -70,6 +70,12 @@ export const deleteChat = (name) => api("DELETE", `/chat?name=${q(name)}`);
 export const editMessage = (name, index, content) => api("PUT", "/chat/message", { name, index, content });
 export const switchBranch = (name, index, alternative) => api("POST", "/chat/branch", { name, index, alternative });
 export const listModels = () => api("GET", "/v1/models");
+
+// /health answers 503 with the same report when something is wrong: both are read.
+export async function health() {
+  const response = await request("GET", "/health");
+  return response.json();
+}
 export const exportChat = (name, format) => opened("GET", `/chat/export?name=${q(name)}&format=${format}`);
 
 // The turns: each answers with the reply as an event stream.

@@ -3,27 +3,57 @@
 //
 //   api.js           every call to chatproxy (the token, the error shape, one function a route)
 //   stream.js        reading a reply's event stream
-//   turn.js          one turn as it streams into the view (Stop, Esc)
+//   turn.js          one turn as it streams into the view (the cue, Stop, Esc)
+//   follow.js        the view follows a growing reply unless the person scrolled up
 //   conversation.js  the open chat and what the person does in it
 //   messages.js      one message's element
-//   chatlist.js      the sidebar's list and search
+//   copy.js          copy buttons
+//   chatlist.js      the sidebar's list and search, folded away on a phone
+//   router.js        the open chat's URL, #/chat/NAME
 //   dialogs.js       new, rename, delete, settings, export
-//   models.js        LM Studio's models and the pickers
+//   models.js        LM Studio's models and the model pickers
+//   health.js        the banner that says LM Studio is down or has no model
 //   notices.js       what the page says when something goes wrong
 //   markdown.js      escape-first Markdown
-import { loadChats, onPick } from "./chatlist.js";
-import { openChat, send } from "./conversation.js";
+//   theme.js         dark or light
+import { loadChats, markCurrent, wireFolding } from "./chatlist.js";
+import { closeChat, openChat, send } from "./conversation.js";
 import * as dialogs from "./dialogs.js";
-import { guarded } from "./notices.js";
+import { watchScrolling } from "./follow.js";
+import { checkHealth } from "./health.js";
+import { wirePicker } from "./models.js";
+import { explain, guarded, showBanner } from "./notices.js";
+import { chatInUrl, onRoute } from "./router.js";
 import { $, state } from "./state.js";
 import { restoreTheme, toggleTheme } from "./theme.js";
 import { stopStream } from "./turn.js";
 
+// Shows the chat the URL names (none: the empty view).
+async function route() {
+  const name = chatInUrl();
+  if (name !== null) {
+    try {
+      await openChat(name);
+      return;
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      showBanner(explain(error));
+    }
+  }
+  stopStream();
+  closeChat();
+  markCurrent(null);
+}
+
 function wire() {
   restoreTheme();
   $("#theme").addEventListener("click", toggleTheme);
-  onPick((name) => guarded(() => openChat(name)));
+  wireFolding();
+  watchScrolling();
+  onRoute(route);
+  $("#lmstudio-check").addEventListener("click", checkHealth);
   $("#new-chat").addEventListener("click", () => guarded(dialogs.newChat));
+  wirePicker($("#new-form"));
   $("#new-form").addEventListener("submit", (event) => guarded(() => dialogs.createChat(event)));
   $("#new-cancel").addEventListener("click", () => $("#new-dialog").close());
   $("#rename").addEventListener("click", dialogs.startRename);
@@ -31,6 +61,7 @@ function wire() {
   $("#rename-cancel").addEventListener("click", () => $("#rename-dialog").close());
   $("#delete").addEventListener("click", () => guarded(dialogs.deleteChat));
   $("#settings-toggle").addEventListener("click", () => guarded(dialogs.toggleSettings));
+  wirePicker($("#settings"));
   $("#settings").addEventListener("submit", (event) => guarded(() => dialogs.saveSettings(event)));
   $("#export-json").addEventListener("click", () => guarded(() => dialogs.exportChat("json")));
   $("#export-md").addEventListener("click", () => guarded(() => dialogs.exportChat("markdown")));
@@ -56,6 +87,9 @@ function wire() {
 }
 
 wire();
-guarded(loadChats).then(() => {
-  document.body.dataset.ready = "true"; // for the browser tests: the first listing is shown
-});
+checkHealth();
+guarded(loadChats)
+  .then(route)
+  .then(() => {
+    document.body.dataset.ready = "true"; // for the browser tests: the first listing (and chat) is shown
+  });

@@ -1,14 +1,16 @@
 // The chat's own commands: new, rename, delete, settings, export.
 import * as server from "./api.js";
-import { loadChats } from "./chatlist.js";
-import { closeChat, openChat, reloadChat } from "./conversation.js";
-import { fillModels, loadModels } from "./models.js";
+import { foldList, loadChats } from "./chatlist.js";
+import { reloadChat } from "./conversation.js";
+import { fillPicker, loadModels, pickedModel } from "./models.js";
 import { explain } from "./notices.js";
+import { goTo } from "./router.js";
 import { $, state } from "./state.js";
 
 export async function newChat() {
-  await loadModels();
-  fillModels($("#new-model"), state.models[0]);
+  foldList();
+  const problem = await loadModels();
+  fillPicker($("#new-form"), state.models[0], problem);
   $("#new-name").value = "";
   $("#new-error").hidden = true;
   $("#new-dialog").showModal();
@@ -31,10 +33,10 @@ async function inDialog(dialog, errorLine, change) {
 export async function createChat(event) {
   event.preventDefault();
   const name = $("#new-name").value;
-  if (!(await inDialog("#new-dialog", "#new-error", () => server.createChat(name, $("#new-model").value)))) return;
+  if (!(await inDialog("#new-dialog", "#new-error", () => server.createChat(name, pickedModel($("#new-form")))))) return;
   $("#search").value = "";
   await loadChats();
-  await openChat(name);
+  goTo(name);
 }
 
 export function startRename() {
@@ -49,13 +51,13 @@ export async function renameChat(event) {
   if (!(await inDialog("#rename-dialog", "#rename-error", () => server.changeChat(state.name, { new_name: newName })))) return;
   state.name = newName;
   await loadChats();
-  await openChat(newName);
+  goTo(newName, { replace: true }); // the old name's URL leads nowhere now
 }
 
 export async function deleteChat() {
   if (!confirm(`Delete the chat "${state.name}"? This cannot be undone.`)) return;
   await server.deleteChat(state.name);
-  closeChat();
+  goTo(null, { replace: true });
   await loadChats();
 }
 
@@ -64,8 +66,8 @@ export async function toggleSettings() {
   form.hidden = !form.hidden;
   $("#settings-toggle").setAttribute("aria-expanded", String(!form.hidden));
   if (form.hidden) return;
-  await loadModels();
-  fillModels($("#settings-model"), state.chat.model);
+  const problem = await loadModels();
+  fillPicker($("#settings"), state.chat.model, problem);
   $("#settings-temperature").value = state.chat.temperature ?? 0.7;
   $("#settings-system").value = state.chat.system_prompt || "";
 }
@@ -73,7 +75,7 @@ export async function toggleSettings() {
 export async function saveSettings(event) {
   event.preventDefault();
   await server.changeChat(state.name, {
-    model: $("#settings-model").value,
+    model: pickedModel($("#settings")),
     temperature: Number($("#settings-temperature").value),
     system_prompt: $("#settings-system").value || null,
   });

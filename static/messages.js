@@ -1,6 +1,9 @@
-// One message as the page shows it: Markdown, reasoning folded away, figures, other versions.
-// These build elements only; what the buttons do is the caller's.
+// One message as the page shows it: Markdown, reasoning folded away, figures, other versions,
+// copy buttons. These build elements only; what the other buttons do is the caller's.
+import { addCodeCopyButtons, copyButton } from "./copy.js";
 import { render } from "./markdown.js";
+
+const shown = new WeakMap(); // article -> the message it shows now (a streamed one grows)
 
 function splitThink(text) {
   if (!text.includes("<think>")) return { answer: text, reasoning: "" };
@@ -37,6 +40,7 @@ export function messageElement(message, index) {
   role.textContent = message.role === "user" ? "You" : message.role === "assistant" ? "Assistant" : message.role;
   const tools = document.createElement("span");
   tools.className = "tools";
+  tools.append(copyButton("Copy message", () => splitThink(shown.get(article).content || "").answer));
   header.append(role, tools);
   article.append(header);
 
@@ -53,12 +57,15 @@ export function messageElement(message, index) {
 }
 
 export function fillMessage(article, message) {
+  shown.set(article, message);
   const { answer, reasoning: inlineReasoning } = splitThink(message.content || "");
   const reasoning = [message.reasoning, inlineReasoning].filter(Boolean).join("\n\n");
   const details = article.querySelector("details.reasoning");
   details.hidden = !reasoning;
   details.querySelector(".reasoning-text").innerHTML = render(reasoning);
-  article.querySelector(".content").innerHTML = render(answer);
+  const content = article.querySelector(".content");
+  content.innerHTML = render(answer);
+  addCodeCopyButtons(content);
   article.querySelector(".stats").textContent = message.role === "assistant" ? stats(message) : "";
 }
 
