@@ -1,7 +1,8 @@
 // A small Markdown renderer that cannot emit markup of its own input.
 //
 // Every character of the text is HTML-escaped first; the Markdown rules then only add the
-// few tags they stand for (code, emphasis, headings, lists, quotes, links). So a message
+// few tags they stand for (code, emphasis, headings, lists, quotes, links, GFM pipe tables,
+// whose alignment is a class: the CSP allows no style attribute). So a message
 // holding <script> or <img onerror> is shown as text and runs nothing. Links keep only
 // http(s) and mailto targets. The page's Content-Security-Policy is a second wall.
 
@@ -30,6 +31,33 @@ function inline(escaped) {
     .replace(/(^|[^*\w])\*([^*\n]+)\*(?!\w)/g, "$1<em>$2</em>")
     .replace(/(^|[^_\w])_([^_\n]+)_(?!\w)/g, "$1<em>$2</em>");
   return text.replace(/\u0000(\d+)\u0000/g, (_, n) => spans[Number(n)]);
+}
+
+// GFM pipe tables: a header row, a delimiter row (---, :--, --:, :-:), then rows until a
+// blank line or a line without a pipe. https://github.github.com/gfm/#tables-extension-
+const TABLE_DELIMITER = /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
+
+function tableCells(line) {
+  const cells = line.trim().replace(/^\|/, "").replace(/(^|[^\\])\|$/, "$1").split(/(?<!\\)\|/);
+  return cells.map((cell) => cell.trim().replace(/\\\|/g, "|"));
+}
+
+function isTableStart(lines, i) {
+  const next = lines[i + 1];
+  return lines[i].includes("|") && next !== undefined && next.includes("|") && TABLE_DELIMITER.test(next)
+    && tableCells(lines[i]).length === tableCells(next).length;
+}
+
+function table(header, delimiter, rows) {
+  const aligns = tableCells(delimiter).map((cell) => {
+    const left = cell.startsWith(":");
+    const right = cell.endsWith(":");
+    return left && right ? ' class="align-center"' : right ? ' class="align-right"' : left ? ' class="align-left"' : "";
+  });
+  const row = (cells, tag) =>
+    `<tr>${aligns.map((align, n) => `<${tag}${align}>${inline(escapeHtml(cells[n] ?? ""))}</${tag}>`).join("")}</tr>`;
+  const body = rows.length ? `<tbody>${rows.map((line) => row(tableCells(line), "td")).join("")}</tbody>` : "";
+  return `<table><thead>${row(tableCells(header), "th")}</thead>${body}</table>`;
 }
 
 export function render(markdown) {
@@ -75,6 +103,16 @@ export function render(markdown) {
       continue;
     }
     flushQuote();
+    if (isTableStart(lines, i)) {
+      flushAll();
+      const header = lines[i];
+      const delimiter = lines[i + 1];
+      const rows = [];
+      for (i += 2; i < lines.length && lines[i].trim() && lines[i].includes("|"); i++) rows.push(lines[i]);
+      i--;
+      out.push(table(header, delimiter, rows));
+      continue;
+    }
     const heading = line.match(/^(#{1,6})\s+(.*)$/);
     if (heading) {
       flushAll();

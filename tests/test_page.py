@@ -9,77 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 
+from tests.browser import answered, browser_page, needs_chromium, new_chat, send, stored
 from tests.fake_lmstudio import MODEL, Reply
 from tests.helpers import call, wait_for
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# As root, without the background services that would reach for the closed network.
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium)")
-
-
-@asynccontextmanager
-async def browser_page(proxy: str, request, ready: bool = True, **context_options):
-    """A fresh browser on the page (once it shows the first listing, unless ``ready`` is
-    false); a screenshot in test-artifacts/ if the test fails; no uncaught script error."""
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context(viewport={"width": 1200, "height": 800}, accept_downloads=True, **context_options)
-            page = await context.new_page()
-            page.set_default_timeout(10_000)
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
-            try:
-                await page.goto(proxy + "/")
-                if ready:
-                    await expect(page.locator("body[data-ready]")).to_have_count(1)
-                yield page
-                assert errors == [], errors
-            except BaseException:
-                ARTIFACTS.mkdir(exist_ok=True)
-                await page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-                raise
-        finally:
-            await browser.close()
-
-
-async def new_chat(page, name: str) -> None:
-    await page.get_by_role("button", name="New chat").click()
-    await page.get_by_label("Name", exact=True).fill(name)
-    await expect(page.locator("#new-model option")).to_contain_text([MODEL])
-    await page.get_by_role("button", name="Create").click()
-    await expect(page.locator("#chat-title")).to_have_text(name)
-
-
-async def send(page, text: str) -> None:
-    await page.get_by_label("Your message").fill(text)
-    await page.keyboard.press("Enter")
-
-
-async def answered(page, count: int) -> None:
-    """Wait until ``count`` assistant messages are shown, the stream over and the chat re-read."""
-    await expect(page.locator(".message.assistant")).to_have_count(count)
-    await expect(page.locator(".streaming")).to_have_count(0)
-    await expect(page.locator("#send")).to_be_visible()
-
-
-async def stored(proxy: str, name: str) -> list[tuple[str, str]]:
-    chat = (await call(proxy, "GET", f"/chat?name={name}")).json["chat"]
-    return [(m["role"], m["content"]) for m in chat["messages"]]
+pytestmark = needs_chromium
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -353,8 +292,11 @@ XSS = [
     '[x](https://ok.test/"onmouseover="alert(1))', "[x](vbscript:msgbox(1))", "`<b>code</b>`", "```\n</code><script>x()</script>\n```",
     "**<u>bold</u>**", "> <img src=y onerror=z()>", "- <a href=javascript:x>item</a>", "# <style>*{}</style>", "<!-- comment -->",
     "&lt;script&gt; stays text", "[ok](https://example.com/?a=1&b=2)", "_<i>x</i>_", "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
+    "| <script>x()</script> | [x](javascript:y) |\n|:-:|--:|\n| <img src=x onerror=z()> | `</td><td onclick=w>` |",
+    '| a" onmouseover="x | b |\n|---|---|\n| </table><iframe> | \\| <b> |', "|x|\n|-|\n|<tr><td onclick=x>|",
 ]
-OWN_TAGS = {"p", "br", "strong", "em", "code", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote", "a"}
+OWN_TAGS = {"p", "br", "strong", "em", "code", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote", "a",
+            "table", "thead", "tbody", "tr", "th", "td"}
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -365,9 +307,12 @@ async def test_the_markdown_renderer_emits_only_its_own_tags(proxy, request):
         rendered = await page.evaluate(
             "async (texts) => { const md = await import('/static/markdown.js'); return texts.map((t) => md.render(t)); }", XSS
         )
+    assert sum("<table>" in html for html in rendered) == 3  # the table payloads are read as tables
     for text, html in zip(XSS, rendered):
         tags = set(re.findall(r"</?([a-zA-Z][a-zA-Z0-9]*)", html))
         assert tags <= OWN_TAGS, (text, html)
         for href in re.findall(r'href="([^"]*)"', html):
             assert href.startswith(("https://", "http://", "mailto:")), (text, html)
         assert not re.search(r"<[^>]*\son\w+=", html), (text, html)
+        for value in re.findall(r'class="([^"]*)"', html):
+            assert re.fullmatch(r"align-(left|center|right)|language-[\w+-]*", value), (text, html)

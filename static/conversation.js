@@ -1,0 +1,219 @@
+// The open chat: showing it, and what the person does in it (send, regenerate, edit, switch
+// to another version). What they typed is never lost: a send that fails puts it back.
+import * as server from "./api.js";
+import { loadChats, markCurrent } from "./chatlist.js";
+import { keepUp } from "./follow.js";
+import { checkHealth } from "./health.js";
+import { addTool, messageElement, versionsElement } from "./messages.js";
+import { guarded, showBanner } from "./notices.js";
+import { $, state } from "./state.js";
+import { settled, stopStream, streamTurn } from "./turn.js";
+
+let opening = 0; // the latest openChat: an earlier one that ends later shows nothing
+
+// Shows chat ``name``; ``again``: it is the open chat, read again (the banner and the reader's
+// place in it stay).
+export async function openChat(name, { again = false } = {}) {
+  const mine = ++opening;
+  stopStream();
+  if (!again) showBanner("");
+  const [chatPayload, branchPayload] = await Promise.all([server.getChat(name), server.getBranches(name)]);
+  if (mine !== opening) return;
+  state.name = name;
+  state.chat = chatPayload.chat;
+  state.branches = branchPayload.branches;
+  $("#chat-title").textContent = name;
+  $("#chat-header").hidden = false;
+  $("#composer").hidden = false;
+  $("#empty").hidden = true;
+  $("#settings").hidden = true;
+  $("#settings-toggle").setAttribute("aria-expanded", "false");
+  renderMessages();
+  keepUp({ resume: !again });
+  markCurrent(name);
+  $("#input").focus();
+}
+
+export async function reloadChat() {
+  if (state.name) await openChat(state.name, { again: true });
+}
+
+export function closeChat() {
+  state.name = state.chat = null;
+  $("#chat-header").hidden = $("#composer").hidden = true;
+  $("#messages").replaceChildren();
+  $("#empty").hidden = false;
+}
+
+function renderMessages() {
+  const messages = state.chat.messages;
+  const list = $("#messages");
+  const lastAssistant = messages.map((m) => m.role).lastIndexOf("assistant");
+  const lastUser = messages.map((m) => m.role).lastIndexOf("user");
+  list.replaceChildren(
+    ...messages.map((message, index) => {
+      const article = messageElement(message, index);
+      if (message.role === "user") addTool(article, "Edit", () => editMessage(article, index));
+      const answersLast = index === lastAssistant && lastAssistant > lastUser;
+      const unanswered = index === lastUser && lastUser === messages.length - 1;
+      if (answersLast || unanswered) addTool(article, "Regenerate", () => regenerate());
+      const branch = state.branches.find((place) => place.index === index);
+      if (branch) article.append(branchVersions(branch));
+      return article;
+    }),
+  );
+  // A branch that parts at the end of the conversation (e.g. a regenerated last reply).
+  const tail = state.branches.find((place) => place.index === messages.length);
+  if (tail) list.append(branchVersions(tail));
+  keepUp();
+}
+
+function branchVersions(branch) {
+  return versionsElement(branch, (alternative) =>
+    guarded(async () => {
+      await server.switchBranch(state.name, branch.index, alternative);
+      await reloadChat();
+    }),
+  );
+}
+
+function editMessage(article, index, text = state.chat.messages[index].content) {
+  if (state.controller) return;
+  const content = article.querySelector(".content");
+  const editor = document.createElement("textarea");
+  editor.value = text;
+  editor.rows = 4;
+  editor.setAttribute("aria-label", "Edit the message");
+  const row = document.createElement("div");
+  row.className = "row";
+  const button = (label, className = "") => {
+    const element = document.createElement("button");
+    element.type = "button";
+    element.className = className;
+    element.textContent = label;
+    row.append(element);
+    return element;
+  };
+  const resend = button("Save and resend", "primary");
+  const save = button("Save");
+  const cancel = button("Cancel");
+  content.replaceChildren(editor, row);
+  editor.focus();
+  cancel.addEventListener("click", () => renderMessages());
+  save.addEventListener("click", () =>
+    guarded(async () => {
+      await server.editMessage(state.name, index, editor.value);
+      await reloadChat();
+    }),
+  );
+  resend.addEventListener("click", async () => {
+    const text = editor.value;
+    const { messages } = state.chat;
+    const { branches } = state;
+    state.chat.messages = messages.slice(0, index).concat([{ ...messages[index], content: text }]);
+    state.branches = [];
+    renderMessages();
+    const turn = await runTurn((signal) => server.rerun(state.name, index, text, signal));
+    const showShown = () => {
+      state.chat.messages = messages;
+      state.branches = branches;
+      renderMessages();
+    };
+    keepTyped(turn, showShown, () => {
+      const article = $(`#messages article[data-index="${index}"]`);
+      if (article) editMessage(article, index, text);
+    });
+  });
+}
+
+// Runs a turn, shows where it ended and reads the chat again. Resolves to the turn's outcome
+// (turn.js) with {refused}: it failed before any of the answer came, and {reread}: the view
+// shows the chat as stored (else as it was shown before the turn).
+async function runTurn(open) {
+  const chat = state.chat;
+  try {
+    const turn = await streamTurn(open);
+    if (turn.stopped) {
+      if (state.chat === chat) showStopped(turn); // else it was stopped by opening another chat
+      return turn;
+    }
+    turn.refused = turn.problem !== null && !turn.arrived;
+    showBanner(turn.problem || "");
+    // LM Studio refused, or answered while the banner says it is down: look again.
+    if ((turn.refused && turn.problem.startsWith("LM Studio")) || !$("#lmstudio").hidden) checkHealth();
+    try {
+      await reloadChat();
+      await loadChats();
+      turn.reread = true;
+    } catch (error) {
+      if (turn.problem === null) throw error; // else the banner already says what is wrong
+      turn.reread = false;
+    }
+    return turn;
+  } finally {
+    settled();
+  }
+}
+
+// chatproxy stores what was sent once it sees the client go: show that at once, with
+// Regenerate and Edit, rather than a re-read that may come before it is stored.
+function showStopped(turn) {
+  if (turn.arrived) state.chat.messages.push(turn.reply);
+  renderMessages();
+  const note = document.createElement("p");
+  note.className = "note";
+  note.textContent = turn.arrived ? "Stopped. The part shown is kept." : "Stopped before the answer began.";
+  $("#messages").querySelector("article:last-of-type")?.append(note);
+}
+
+// After a refused turn: the text the person typed goes back where they typed it.
+function keepTyped(turn, showShown, restore) {
+  if (!turn.refused) return;
+  if (!turn.reread) showShown();
+  restore();
+  showBanner(`${turn.problem} What you wrote is kept: send it again once that is fixed.`);
+}
+
+// Whether the chat ends with ``content`` asked and not answered (LM Studio was down, say):
+// sending it again answers that question rather than asking it twice in a row.
+function unanswered(content) {
+  const last = state.chat.messages.at(-1);
+  return last !== undefined && last.role === "user" && last.content === content;
+}
+
+export async function send(event) {
+  event?.preventDefault();
+  const input = $("#input");
+  const content = input.value;
+  if (!content.trim() || !state.name || state.controller) return;
+  input.value = "";
+  const name = state.name;
+  const shown = state.chat.messages.length;
+  let turn;
+  if (unanswered(content)) {
+    turn = await runTurn((signal) => server.regenerate(name, signal));
+  } else {
+    const message = { role: "user", content };
+    state.chat.messages.push(message);
+    $("#messages").append(messageElement(message, shown));
+    turn = await runTurn((signal) => server.sendMessage(name, message, signal));
+  }
+  const showShown = () => {
+    state.chat.messages.length = shown;
+    renderMessages();
+  };
+  keepTyped(turn, showShown, () => {
+    input.value = input.value ? `${content}\n\n${input.value}` : content;
+    input.focus();
+  });
+}
+
+function regenerate() {
+  if (state.controller) return;
+  const messages = state.chat.messages;
+  const lastUser = messages.map((m) => m.role).lastIndexOf("user");
+  state.chat.messages = messages.slice(0, lastUser + 1);
+  state.branches = [];
+  renderMessages();
+  runTurn((signal) => server.regenerate(state.name, signal));
+}

@@ -1,0 +1,122 @@
+"""The page on a bad day, in a real browser: every failed send keeps what the person typed
+and says what happened and what to do; LM Studio's state is in view from the start."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from playwright.async_api import expect
+
+from tests.browser import answered, browser_page, needs_chromium, new_chat, send, stored
+from tests.fake_lmstudio import MODEL, Reply
+from tests.helpers import call
+
+pytestmark = needs_chromium
+
+
+def closed_port_url() -> str:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{closed.getsockname()[1]}"
+
+
+async def kept(page, text: str, *banner_says: str) -> None:
+    """The composer holds ``text`` again and the banner says each of ``banner_says``."""
+    await expect(page.get_by_label("Your message")).to_have_value(text)
+    for words in (*banner_says, "What you wrote is kept"):
+        await expect(page.locator("#banner")).to_contain_text(words)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_unreachable_server_keeps_the_text_and_it_sends_once_back(proxy, fake, request):
+    fake.script.append(Reply(tokens=["Back again"]))
+    async with browser_page(proxy, request) as page:
+        await new_chat(page, "offline")
+        await page.route("**/chat*", lambda route: route.abort("connectionrefused"))
+        await send(page, "Hello?")
+        await kept(page, "Hello?", "chatproxy is unreachable", "Start it, then try again")
+        await expect(page.locator(".message.user")).to_have_count(0)  # it was not stored
+        await page.unroute("**/chat*")
+        await page.get_by_label("Your message").press("Enter")
+        await answered(page, 1)
+        await expect(page.get_by_label("Your message")).to_have_value("")
+        assert await stored(proxy, "offline") == [("user", "Hello?"), ("assistant", "Back again")]
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.config(max_message_size=40)
+async def test_a_message_over_the_limit_is_kept_and_the_limit_said(proxy, fake, request):
+    long = "word " * 20
+    async with browser_page(proxy, request) as page:
+        await new_chat(page, "limits")
+        await send(page, long)
+        await kept(page, long, "too long", "limit of 40 characters", "Shorten it")
+        await expect(page.locator(".message")).to_have_count(0)
+        assert await stored(proxy, "limits") == []
+        assert fake.requests == []
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_storage_error_keeps_the_text_and_names_the_problem(proxy, chats_dir, request):
+    await call(proxy, "POST", "/chat", {"name": "damaged", "model": MODEL})
+    async with browser_page(proxy, request) as page:
+        await page.get_by_role("button", name="damaged").click()
+        await expect(page.locator("#chat-title")).to_have_text("damaged")
+        (chats_dir / "damaged.json").write_text("{ this is no chat")
+        await send(page, "Keep me")
+        await kept(page, "Keep me", "could not store the chat", "damaged.json", "chats folder")
+        await expect(page.locator(".message.user")).to_have_count(0)
+    assert (chats_dir / "damaged.json").read_text() == "{ this is no chat"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_lm_studio_down_is_in_view_and_the_same_question_is_answered_not_asked_twice(proxy, fake, services, request):
+    services.upstream.base_url = closed_port_url()
+    fake.script.append(Reply(tokens=["Here now"]))
+    await call(proxy, "POST", "/chat", {"name": "down", "model": MODEL})
+    async with browser_page(proxy, request) as page:
+        lmstudio = page.locator("#lmstudio")
+        await expect(lmstudio).to_contain_text("LM Studio is not reachable at http://127.0.0.1:")
+        await expect(lmstudio).to_contain_text("lm_studio.url")
+        await page.get_by_role("button", name="down").click()
+        await send(page, "Anyone there?")
+        await kept(page, "Anyone there?", "LM Studio is not answering", "connection refused", "load a model")
+        await expect(page.locator(".message.user")).to_have_count(1)  # stored, unanswered
+        services.upstream.base_url = fake.url
+        await page.get_by_role("button", name="Check again").click()
+        await expect(lmstudio).to_be_hidden()
+        await page.get_by_label("Your message").press("Enter")
+        await answered(page, 1)
+        await expect(page.locator("#banner")).to_be_hidden()
+        assert await stored(proxy, "down") == [("user", "Anyone there?"), ("assistant", "Here now")]
+        assert fake.requests[-1]["messages"] == [{"role": "user", "content": "Anyone there?"}]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_no_model_loaded_is_said_and_a_model_id_can_be_typed(proxy, fake, request):
+    fake.models = []
+    async with browser_page(proxy, request) as page:
+        lmstudio = page.locator("#lmstudio")
+        await expect(lmstudio).to_contain_text("has no model loaded")
+        await expect(lmstudio).to_contain_text("lms load")
+        await page.get_by_role("button", name="New chat").click()
+        await expect(page.locator("#new-form .model-hint")).to_contain_text("LM Studio lists no model")
+        await expect(page.locator("#new-model")).to_be_hidden()
+        await page.get_by_label("Name", exact=True).fill("typed")
+        await page.locator("#new-form").get_by_label("Model id", exact=True).fill("my-own-model")
+        await page.get_by_role("button", name="Create").click()
+        await expect(page.locator("#chat-title")).to_have_text("typed")
+        assert (await call(proxy, "GET", "/chat?name=typed")).json["chat"]["model"] == "my-own-model"
+
+        fake.models = [MODEL]
+        await page.get_by_role("button", name="Check again").click()
+        await expect(lmstudio).to_be_hidden()
+        await page.get_by_role("button", name="New chat").click()
+        await page.get_by_label("Name", exact=True).fill("other")
+        await expect(page.locator("#new-form").get_by_label("Model id", exact=True)).to_be_hidden()
+        await page.locator("#new-model").select_option(label="Another model id…")
+        await page.locator("#new-form").get_by_label("Model id", exact=True).fill("not-listed-model")
+        await page.get_by_role("button", name="Create").click()
+        await expect(page.locator("#chat-title")).to_have_text("other")
+        assert (await call(proxy, "GET", "/chat?name=other")).json["chat"]["model"] == "not-listed-model"
