@@ -25,6 +25,7 @@ from handlers.streams import SHUTTING_DOWN, StreamRegistry
 from lmstudio import Upstream
 from logs import configure_logging, log_request
 from store import ChatStore, StoreError
+from turns import TurnRegistry
 
 log = logging.getLogger("chatproxy")
 
@@ -59,7 +60,8 @@ def make_services(config: Config) -> Services:
         idle_timeout=config.idle_timeout,
         max_requests=config.max_streams + UPSTREAM_EXTRA_CONNECTIONS,
     )
-    return Services(config, store, upstream, StreamRegistry(config.max_streams), Metrics())
+    streams, metrics = StreamRegistry(config.max_streams), Metrics()
+    return Services(config, store, upstream, streams, metrics, TurnRegistry(store, upstream, streams, metrics))
 
 
 def raise_open_file_limit() -> None:

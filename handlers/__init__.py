@@ -11,6 +11,7 @@ from .page import STATIC_DIR, PageHandler, StaticHandler
 from .passthrough import PassthroughHandler
 from .services import Services
 from .transfer import ChatExportHandler, ChatsExportHandler, ImportHandler
+from .turns import StopHandler, StreamHandler
 from .version import __version__
 
 
@@ -26,6 +27,8 @@ def routes(services: Services) -> list[tuple]:
         (r"/chat/branches", BranchesHandler, args),
         (r"/chat/branch", BranchHandler, args),
         (r"/chat/export", ChatExportHandler, args),
+        (r"/chat/stream", StreamHandler, args),
+        (r"/chat/stop", StopHandler, args),
         (r"/v1/(.*)", PassthroughHandler, args),
         (r"/", PageHandler, args),
         (r"/static/(.*)", StaticHandler, {"path": str(STATIC_DIR)}),

@@ -49,6 +49,7 @@ class BaseHandler(RequestHandler):
         self.store = services.store
         self._body = bytearray()
         self._body_too_large = False
+        self._when_client_leaves: list = []
 
     # -- before the body: auth and size ----------------------------------------------------
 
@@ -114,6 +115,14 @@ class BaseHandler(RequestHandler):
     def options(self, *args: str) -> None:
         self.set_status(204)
         self.finish()
+
+    def when_client_leaves(self, callback) -> None:
+        """Call ``callback`` if the client closes the connection before the answer is done."""
+        self._when_client_leaves.append(callback)
+
+    def on_connection_close(self) -> None:
+        for callback in self._when_client_leaves:
+            callback()
 
     # -- JSON in and out -------------------------------------------------------------------
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from . import params
 from .base import BaseHandler
-from .turn import TurnHandler
+from .turns import run_turn
 
 
-class RegenerateHandler(TurnHandler):
+class RegenerateHandler(BaseHandler):
     """POST /chat/regenerate ``{name}``: a new reply to the last user message; the reply it
     replaces is kept as an alternative."""
 
@@ -15,7 +15,7 @@ class RegenerateHandler(TurnHandler):
 
     async def post(self) -> None:
         body = self.json_body()
-        await self.stream_turn(self.chat_name(body), {"regenerate": True})
+        await run_turn(self, self.chat_name(body), {"regenerate": True}, body)
 
 
 class BranchesHandler(BaseHandler):

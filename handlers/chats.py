@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import params
 from .base import BaseHandler
 from .errors import ApiError
-from .turn import TurnHandler
+from .turns import run_turn
 
 SEARCH_LIMIT = 50
 SEARCH_LIMIT_MAX = 500
@@ -27,7 +27,7 @@ class ChatListHandler(BaseHandler):
         self.finish(b'{"status": "success", "chats": ' + chats + b"}")
 
 
-class ChatHandler(TurnHandler):
+class ChatHandler(BaseHandler):
     """GET, POST, PATCH and DELETE /chat; PUT /chat, the streamed turn."""
 
     route = "/chat"
@@ -50,7 +50,7 @@ class ChatHandler(TurnHandler):
         body = self.json_body()
         name = self.chat_name(body)
         message = params.message(body, self.config.max_message_size)
-        await self.stream_turn(name, {"append": message})
+        await run_turn(self, name, {"append": message}, body)
 
     async def patch(self) -> None:
         """Rename and change settings: ``{name, new_name?, model?, temperature?, max_tokens?,
@@ -74,7 +74,7 @@ class ChatHandler(TurnHandler):
         self.success(message=f"Chat '{name}' deleted")
 
 
-class MessageHandler(TurnHandler):
+class MessageHandler(BaseHandler):
     """DELETE /chat/message removes one; PUT edits one (``rerun``: and asks for a new reply)."""
 
     route = "/chat/message"
@@ -92,7 +92,7 @@ class MessageHandler(TurnHandler):
         index = params.index(body)
         content = params.content(body, "content", self.config.max_message_size)
         if params.flag(body, "rerun"):
-            await self.stream_turn(name, {"rerun": [index, content]})
+            await run_turn(self, name, {"rerun": [index, content]}, body)
             return
         async with self.store.hold(name):
             chat = await self.store.edit_message(name, index, content)

@@ -43,6 +43,11 @@ def flag(body: dict[str, Any], key: str) -> bool:
     return value
 
 
+def optional_flag(body: dict[str, Any], key: str) -> bool | None:
+    """A true/false the body may leave out (None)."""
+    return flag(body, key) if key in body else None
+
+
 def number(body: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
     value = body.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:

@@ -50,8 +50,7 @@ class PassthroughHandler(RelayHandler):
             return
         status, headers = head
         if status == 200 and is_event_stream(headers):
-            # No [DONE] rule: /v1/responses ends with an event of its own.
-            await self.relay_event_stream(call, require_done=False)
+            await self.relay_event_stream(call)
             return
         self.set_status(status)
         for name, value in headers.get_all():

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from config import Config
 from lmstudio import Upstream
 from store import ChatStore
+from turns import TurnRegistry
 
 from .metrics import Metrics
 from .streams import StreamRegistry
@@ -20,4 +21,5 @@ class Services:
     upstream: Upstream
     streams: StreamRegistry
     metrics: Metrics
+    turns: TurnRegistry
     started_at: float = field(default_factory=time.monotonic)

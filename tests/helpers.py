@@ -163,20 +163,21 @@ class Stream:
         return "".join(text)
 
 
-async def stream(base_url: str, path: str, body: dict, method: str = "PUT", stop=None, timeout: float = 10) -> Stream:
+async def stream(base_url: str, path: str, body: dict | None, method: str = "PUT", stop=None, timeout: float = 10, headers: dict | None = None) -> Stream:
     """Send a request on a raw socket and read the answer chunk by chunk, as framed by the server.
 
     ``stop(result)`` is called after each chunk; when it returns true the client hangs up,
     as a browser's Abort button does.
     """
     url = urlsplit(base_url)
-    payload = json.dumps(body).encode()
+    payload = json.dumps(body).encode() if body is not None else b""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     connection = await TCPClient().connect(url.hostname, url.port)
     result = Stream()
     try:
         connection.write(
             f"{method} {path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
+            f"Content-Length: {len(payload)}\r\n{extra}Connection: close\r\n\r\n".encode() + payload
         )
         await asyncio.wait_for(_read(connection, result, stop), timeout)
     finally:
