@@ -7,6 +7,7 @@ Entry point: flags -> config -> app -> listen -> graceful stop.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import ipaddress
 import logging
@@ -107,7 +108,7 @@ async def serve(config: Config) -> int:
     # Bodies over the limit are answered 413 by the handlers (they see Content-Length
     # first); this connection-level limit only stops a chunked body that never ends.
     server = HTTPServer(make_app(services), max_body_size=config.max_body_size, xheaders=False)
-    server.listen(config.port, config.host, backlog=LISTEN_BACKLOG)
+    listen(server, config)
     log.info("Starting Chat Proxy Server %s on %s:%d", __version__, config.host, config.port)
     log.info("LM Studio URL: %s", config.lm_studio_url)
     log.info("Event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
@@ -116,18 +117,17 @@ async def serve(config: Config) -> int:
         log.warning("%s", warning)
 
     tune_garbage_collector()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-
+    await signalled()
     streams = services.streams
-    log.info("Shutting down: no new connections; %d stream(s) running", len(streams))
+    log.info(
+        "Shutting down: no new connections; waiting up to %g s for %d stream(s) to finish "
+        "(press Ctrl-C again to end them now; their replies so far are stored)",
+        config.shutdown_grace, len(streams),
+    )
     server.stop()
     streams.closing = True
-    if not await streams.wait_idle(config.shutdown_grace):
-        log.warning("Ending %d stream(s) still running after %g s", len(streams), config.shutdown_grace)
+    if not await first_of(streams.wait_idle(config.shutdown_grace), signalled()):
+        log.warning("Ending %d stream(s) still running", len(streams))
         streams.abort_all(SHUTTING_DOWN)
         await streams.wait_idle(ABORT_SETTLE_S)
     try:
@@ -138,6 +138,41 @@ async def serve(config: Config) -> int:
     await services.store.close()  # waits for writes in flight
     log.info("Stopped")
     return 0
+
+
+class PortInUse(OSError):
+    pass
+
+
+def listen(server: HTTPServer, config: Config) -> None:
+    try:
+        server.listen(config.port, config.host, backlog=LISTEN_BACKLOG)
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        raise PortInUse(
+            f"port {config.port} on {config.host} is already in use (another chatproxy, or another "
+            "program, listens there); choose another with --port PORT (server.port, CHATPROXY_PORT)"
+        ) from None
+
+
+async def signalled() -> bool:
+    """Wait for SIGTERM or SIGINT (Ctrl-C)."""
+    loop = asyncio.get_running_loop()
+    received = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, received.set)
+    await received.wait()
+    return False
+
+
+async def first_of(*waits: Coroutine[Any, Any, bool]) -> bool:
+    """The result of whichever of ``waits`` ends first; the others are cancelled."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    return next(iter(done)).result()
 
 
 def run_event_loop(main_coroutine: Coroutine[Any, Any, int]) -> int:

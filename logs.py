@@ -14,7 +14,10 @@ import time
 access_log = logging.getLogger("chatproxy.access")
 
 # Fields a record may carry as ``extra`` that the JSON format writes out.
-FIELDS = ("request_id", "method", "route", "path", "status", "duration_ms", "chat", "upstream_ms")
+FIELDS = ("request_id", "method", "route", "path", "status", "duration_ms", "chat", "upstream_ms", "client_left")
+# nginx's code for "the client closed the connection before the answer": a request whose
+# client left before any response went out is not logged as if it had been answered.
+CLIENT_CLOSED_REQUEST = 499
 
 
 class JsonFormatter(logging.Formatter):
@@ -46,11 +49,15 @@ def configure_logging(debug: bool, fmt: str = "text") -> None:
 
 
 def log_request(handler) -> None:
-    """Tornado's ``log_function``: one line per finished request, with status and duration."""
+    """Tornado's ``log_function``: one line per finished request, with status and duration,
+    and whether the client left before the answer was complete."""
     status = handler.get_status()
+    left = getattr(handler, "client_left", None)
+    if left == "before":
+        status = CLIENT_CLOSED_REQUEST
     duration_ms = round(1000.0 * handler.request.request_time(), 2)
     # ERROR is for faults of ours; a 502 from LM Studio or a 503 from /health is a warning.
-    level = logging.INFO if status < 400 else logging.ERROR if status == 500 else logging.WARNING
+    level = logging.INFO if status < 400 or status == CLIENT_CLOSED_REQUEST else logging.ERROR if status == 500 else logging.WARNING
     fields = {
         "request_id": getattr(handler, "request_id", None),
         "method": handler.request.method,
@@ -60,14 +67,16 @@ def log_request(handler) -> None:
         "duration_ms": duration_ms,
         "chat": getattr(handler, "log_chat", None),
         "upstream_ms": getattr(handler, "upstream_ms", None),
+        "client_left": left,
     }
     access_log.log(
         level,
-        "%d %s %s %.2fms id=%s",
+        "%d %s %s %.2fms id=%s%s",
         status,
         handler.request.method,
         handler.request.path,
         duration_ms,
         fields["request_id"],
+        " (client left)" if left else "",
         extra=fields,
     )

@@ -40,6 +40,9 @@ _request_ids = random.Random()
 class BaseHandler(RequestHandler):
     route = "unknown"  # the route's name in logs and metrics: never the raw path
     requires_token = True
+    # The client closed the connection before the answer was complete (for the log): "before"
+    # any of it was sent, or "during" it.
+    client_left: str | None = None
     log_chat: str | None = None
     upstream_ms: float | None = None
 
@@ -121,6 +124,8 @@ class BaseHandler(RequestHandler):
         self._when_client_leaves.append(callback)
 
     def on_connection_close(self) -> None:
+        if not self._finished:
+            self.client_left = "during" if self._headers_written else "before"
         for callback in self._when_client_leaves:
             callback()
 

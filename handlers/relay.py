@@ -42,6 +42,7 @@ class RelayHandler(BaseHandler):
     _relayed_bytes = None
 
     def on_connection_close(self) -> None:
+        super().on_connection_close()
         self.abort_stream(ClientGone())
 
     def abort_stream(self, reason: BaseException) -> None:

@@ -91,6 +91,10 @@ class Turn:
             self._stop_reason = reason
         if self._call is not None:
             self._call.abort(reason)
+        elif not self.accepted.done():
+            # Still waiting for the chat: the request that started it need not wait too.
+            self.accepted.set_exception(reason)
+            self.accepted.exception()
 
     abort_stream = stop  # the stream slots' name for it (shutdown ends every stream)
 

@@ -1,0 +1,101 @@
+"""The server as a process: a second Ctrl-C, a port already taken, the access log of a
+client that left. Real processes against the fake LM Studio."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import sys
+
+import pytest
+
+from tests.fake_lmstudio import MODEL, Reply
+from tests.helpers import call, start_server, stop_server, stream
+
+
+async def read_until(process, text: str, timeout: float = 10) -> str:
+    """The server's output up to and including the first line holding ``text``."""
+    seen = []
+
+    async def lines() -> str:
+        while line := await process.stdout.readline():
+            seen.append(line.decode())
+            if text in seen[-1]:
+                return "".join(seen)
+        raise AssertionError(f"the server exited without saying {text!r}: {''.join(seen)}")
+
+    return await asyncio.wait_for(lines(), timeout)
+
+
+async def until_active_streams(base: str, count: int, timeout: float = 10) -> None:
+    """Wait until GET /metrics counts ``count`` streams in progress (a bounded poll)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        metrics = (await call(base, "GET", "/metrics")).body.decode()
+        if re.search(rf"^chatproxy_active_streams {count}\.0$", metrics, re.M):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never {count} active streams")
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_second_ctrl_c_ends_running_streams_at_once_and_keeps_their_replies(project_root, clean_env, tmp_path, fake):
+    fake.script.append(Reply(tokens=["So ", "far", " and more"], hold=asyncio.Event(), hold_at=2))
+    process, base = await start_server(project_root, clean_env, tmp_path, fake, shutdown__grace=300)
+    try:
+        assert (await call(base, "POST", "/chat", {"name": "demo", "model": MODEL})).status == 200
+        running = asyncio.ensure_future(stream(base, "/chat", {"name": "demo", "message": {"role": "user", "content": "hi"}}, timeout=30))
+        await fake.wait_held()
+        process.send_signal(signal.SIGINT)
+        said = await read_until(process, "Shutting down")
+        assert "300 s" in said and "Ctrl-C again" in said
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 20) == 0  # long before the 300 s grace
+        result = await running
+        assert json.loads(result.data[-1])["error"]["type"] == "shutdown"
+    finally:
+        await stop_server(process)
+    saved = json.loads((tmp_path / "chats" / "demo.json").read_text())
+    assert saved["messages"][-1]["content"] == "So far" and saved["messages"][-1]["interrupted"] is True
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_port_in_use_is_named_with_the_flag_to_change_it(project_root, clean_env, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(project_root / "chatproxy.py"), "--host", "127.0.0.1", "--port", str(port),
+            "--chats-dir", str(tmp_path / "chats"), env=clean_env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        _, error = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 1
+    message = error.decode()
+    assert f"port {port} on 127.0.0.1 is already in use" in message and "--port" in message
+    assert "Traceback" not in message
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_access_log_says_when_a_client_left_before_its_answer(project_root, clean_env, tmp_path, fake):
+    fake.script.append(Reply(hold=(release := asyncio.Event()), hold_at=1))
+    process, base = await start_server(project_root, clean_env, tmp_path, fake)
+    try:
+        assert (await call(base, "POST", "/chat", {"name": "demo", "model": MODEL})).status == 200
+        first = asyncio.ensure_future(stream(base, "/chat", {"name": "demo", "message": {"role": "user", "content": "1"}}))
+        await fake.wait_held()
+        # A second turn waits for the first; its client gives up before any answer.
+        waiting = asyncio.ensure_future(stream(base, "/chat", {"name": "demo", "message": {"role": "user", "content": "2"}}))
+        await until_active_streams(base, 2)  # the second turn is in, waiting
+        waiting.cancel()
+        said = await read_until(process, "PUT /chat")
+        assert re.search(r"access: 499 PUT /chat .*\(client left\)$", said.splitlines()[-1]), said
+        release.set()
+        await first
+    finally:
+        await stop_server(process)
