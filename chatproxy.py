@@ -14,19 +14,23 @@ import logging
 import os
 import resource
 import signal
+import socket
 import sys
 from typing import Any, Coroutine, Mapping, Sequence
 
 from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from config import Config, ConfigError, load_config
 from handlers import Metrics, NotFoundHandler, Services, __version__, routes
+from handlers.metrics import count_across_processes
 from handlers.streams import SHUTTING_DOWN, StreamRegistry
 from lmstudio import Upstream
 from logs import configure_logging, log_request
 from store import ChatStore, StoreError
 from turns import TurnRegistry
+from workers import STOP_SIGNALS, SharedMetrics, Supervisor
 
 log = logging.getLogger("chatproxy")
 
@@ -102,13 +106,13 @@ def security_warnings(config: Config) -> list[str]:
     return []
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, sockets: list[socket.socket]) -> int:
     services = make_services(config)
     await services.store.start()
     # Bodies over the limit are answered 413 by the handlers (they see Content-Length
     # first); this connection-level limit only stops a chunked body that never ends.
     server = HTTPServer(make_app(services), max_body_size=config.max_body_size, xheaders=False)
-    listen(server, config)
+    server.add_sockets(sockets)
     log.info("Starting Chat Proxy Server %s on %s:%d", __version__, config.host, config.port)
     log.info("LM Studio URL: %s", config.lm_studio_url)
     log.info("Event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
@@ -117,7 +121,8 @@ async def serve(config: Config) -> int:
         log.warning("%s", warning)
 
     tune_garbage_collector()
-    await signalled()
+    signals = StopSignals()
+    await signals.first.wait()
     streams = services.streams
     log.info(
         "Shutting down: no new connections; waiting up to %g s for %d stream(s) to finish "
@@ -126,7 +131,7 @@ async def serve(config: Config) -> int:
     )
     server.stop()
     streams.closing = True
-    if not await first_of(streams.wait_idle(config.shutdown_grace), signalled()):
+    if not await first_of(streams.wait_idle(config.shutdown_grace), signals.again()):
         log.warning("Ending %d stream(s) still running", len(streams))
         streams.abort_all(SHUTTING_DOWN)
         await streams.wait_idle(ABORT_SETTLE_S)
@@ -144,9 +149,10 @@ class PortInUse(OSError):
     pass
 
 
-def listen(server: HTTPServer, config: Config) -> None:
+def bind(config: Config) -> list[socket.socket]:
+    """The listening sockets (before any worker is forked, so that all share them)."""
     try:
-        server.listen(config.port, config.host, backlog=LISTEN_BACKLOG)
+        return bind_sockets(config.port, config.host, backlog=LISTEN_BACKLOG)
     except OSError as error:
         if error.errno != errno.EADDRINUSE:
             raise
@@ -156,14 +162,23 @@ def listen(server: HTTPServer, config: Config) -> None:
         ) from None
 
 
-async def signalled() -> bool:
-    """Wait for SIGTERM or SIGINT (Ctrl-C)."""
-    loop = asyncio.get_running_loop()
-    received = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, received.set)
-    await received.wait()
-    return False
+class StopSignals:
+    """SIGTERM and SIGINT (Ctrl-C), counted from start-up: the first asks for a graceful
+    stop, the second for an immediate one (however quickly it follows the first)."""
+
+    def __init__(self) -> None:
+        self.first, self.second = asyncio.Event(), asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, self._received)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a worker holds them until now
+
+    def _received(self) -> None:
+        (self.second if self.first.is_set() else self.first).set()
+
+    async def again(self) -> bool:
+        await self.second.wait()
+        return False
 
 
 async def first_of(*waits: Coroutine[Any, Any, bool]) -> bool:
@@ -194,7 +209,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     configure_logging(config.debug, config.log_format)
     raise_open_file_limit()
     try:
-        return run_event_loop(serve(config))
+        sockets = bind(config)
+        if config.workers == 1:
+            return run_event_loop(serve(config, sockets))
+        with SharedMetrics() as metrics_dir:
+
+            def run_worker(number: int) -> int:
+                count_across_processes(metrics_dir)
+                return run_event_loop(serve(config, sockets))
+
+            return Supervisor(config.workers, run_worker).run()
     except (OSError, StoreError) as error:
         # e.g. the port is taken, the chats folder cannot be created or read at start-up
         print(f"chatproxy: {error}", file=sys.stderr)

@@ -28,6 +28,7 @@ class ConfigError(Exception):
 class Config:
     host: str = "localhost"
     port: int = 8080
+    workers: int = 1
     debug: bool = False
     lm_studio_url: str = "http://localhost:1234"
     connect_timeout: float = 10.0
@@ -156,6 +157,7 @@ class Setting:
 SETTINGS = (
     Setting("host", "server.host", _text, "CHATPROXY_HOST", "--host"),
     Setting("port", "server.port", _port, "CHATPROXY_PORT", "--port"),
+    Setting("workers", "server.workers", _positive_integer, "CHATPROXY_WORKERS", "--workers"),
     Setting("debug", "server.debug", _boolean, "CHATPROXY_DEBUG", "--debug"),
     Setting("lm_studio_url", "upstream.url", _url, "LM_STUDIO_URL", "--lm-studio-url"),
     Setting("connect_timeout", "upstream.connect_timeout", _seconds),
@@ -182,6 +184,7 @@ def _argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="PATH", help="config file (default: config.toml)")
     parser.add_argument("--host", help="bind address (default: localhost)")
     parser.add_argument("--port", help="listen port (default: 8080)")
+    parser.add_argument("--workers", metavar="N", help="server processes sharing the port (default: 1)")
     parser.add_argument("--lm-studio-url", metavar="URL", help="LM Studio base URL")
     parser.add_argument("--chats-dir", metavar="DIR", help="chat storage folder")
     parser.add_argument("--debug", action="store_const", const="true", help="verbose logging")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import random
 from typing import Any
 
@@ -34,6 +35,7 @@ MAX_JSON_DEPTH = 64
 # Request ids need to be unique, not secret: a seeded PRNG costs no system call per request
 # (uuid4 reads the kernel's random source each time).
 _request_ids = random.Random()
+os.register_at_fork(after_in_child=_request_ids.seed)  # --workers: no two workers share ids
 
 
 @stream_request_body

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from lmstudio import UpstreamError
 
@@ -53,4 +53,4 @@ class MetricsHandler(BaseHandler):
         metrics.chats_stored.set(await self.store.count_chats())
         metrics.active_streams.set(len(self.services.streams))
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(generate_latest(metrics.registry))
+        self.finish(metrics.exposition())

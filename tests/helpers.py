@@ -46,14 +46,15 @@ async def start_server(project_root, clean_env, tmp_path, fake, **settings):
     its TOML config. Returns the process and its base URL once it answers GET /chats."""
     port = free_port()
     config = tmp_path / "test.toml"
-    lines = [
-        "[server]", "host = \"127.0.0.1\"", f"port = {port}",
-        "[upstream]", f"url = \"{fake.url}\"",
-        "[storage]", f"chats_dir = \"{tmp_path / 'chats'}\"",
-    ]
+    sections = {
+        "server": {"host": '"127.0.0.1"', "port": port},
+        "upstream": {"url": f'"{fake.url}"'},
+        "storage": {"chats_dir": f'"{tmp_path / "chats"}"'},
+    }
     for key, value in settings.items():
         section, name = key.split("__")
-        lines += [f"[{section}]", f"{name} = {value}"]
+        sections.setdefault(section, {})[name] = value
+    lines = [line for section, values in sections.items() for line in (f"[{section}]", *(f"{k} = {v}" for k, v in values.items()))]
     config.write_text("\n".join(lines) + "\n")
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(project_root / "chatproxy.py"), "--config", str(config),

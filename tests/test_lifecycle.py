@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import socket
@@ -13,7 +14,7 @@ import sys
 import pytest
 
 from tests.fake_lmstudio import MODEL, Reply
-from tests.helpers import call, start_server, stop_server, stream
+from tests.helpers import call, child_pids, has_exited, start_server, stop_server, stream, wait_for
 
 
 async def read_until(process, text: str, timeout: float = 10) -> str:
@@ -97,5 +98,28 @@ async def test_the_access_log_says_when_a_client_left_before_its_answer(project_
         assert re.search(r"access: 499 PUT /chat .*\(client left\)$", said.splitlines()[-1]), said
         release.set()
         await first
+    finally:
+        await stop_server(process)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_workers_share_the_port_count_metrics_together_and_a_dead_one_is_replaced(project_root, clean_env, tmp_path, fake):
+    process, base = await start_server(project_root, clean_env, tmp_path, fake, server__workers=2)
+    try:
+        workers = child_pids(process.pid)
+        assert len(workers) == 2
+        assert (await call(base, "POST", "/chat", {"name": "demo", "model": MODEL})).status == 200
+        answers = [await call(base, "GET", "/chats") for _ in range(40)]
+        assert {answer.status for answer in answers} == {200}
+        assert len({answer.headers["X-Request-Id"] for answer in answers}) == 40
+        metrics = (await call(base, "GET", "/metrics")).body.decode()
+        listed = re.search(r'^chatproxy_requests_total\{method="GET",route="/chats",status="200"\} (\d+)', metrics, re.M)
+        assert int(listed.group(1)) >= 40  # every worker's count (start_server's own GETs too)
+        os.kill(workers[0], signal.SIGKILL)
+        await wait_for(lambda: len(child_pids(process.pid)) == 2 and workers[0] not in child_pids(process.pid), timeout=10, what="a new worker")
+        assert (await call(base, "GET", "/chat?name=demo")).status == 200
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+        assert all(has_exited(pid) for pid in child_pids(process.pid) + workers[1:])
     finally:
         await stop_server(process)
