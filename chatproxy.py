@@ -113,6 +113,11 @@ async def serve(config: Config, sockets: list[socket.socket]) -> int:
     # first); this connection-level limit only stops a chunked body that never ends.
     server = HTTPServer(make_app(services), max_body_size=config.max_body_size, xheaders=False)
     server.add_sockets(sockets)
+    # Where other chatproxy processes on this machine (--workers, a second instance on the
+    # same chats) reach this one for the turns it runs: a loopback port of its own.
+    internal = bind_sockets(0, "127.0.0.1")
+    server.add_sockets(internal)
+    services.owner = services.turns.owner = "http://127.0.0.1:%d" % internal[0].getsockname()[1]
     log.info("Starting Chat Proxy Server %s on %s:%d", __version__, config.host, config.port)
     log.info("LM Studio URL: %s", config.lm_studio_url)
     log.info("Event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
@@ -140,6 +145,7 @@ async def serve(config: Config, sockets: list[socket.socket]) -> int:
     except asyncio.TimeoutError:
         log.warning("Some connections did not close in time")
     services.upstream.close()
+    services.peers.close()
     await services.store.close()  # waits for writes in flight
     log.info("Stopped")
     return 0

@@ -11,6 +11,7 @@ from store import ChatStore
 from turns import TurnRegistry
 
 from .metrics import Metrics
+from .peers import Peers
 from .streams import StreamRegistry
 
 
@@ -22,4 +23,7 @@ class Services:
     streams: StreamRegistry
     metrics: Metrics
     turns: TurnRegistry
+    # Where other chatproxy processes reach this one for the turns it runs (None: nowhere).
+    owner: str | None = None
+    peers: Peers = field(default_factory=Peers)
     started_at: float = field(default_factory=time.monotonic)

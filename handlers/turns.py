@@ -6,6 +6,7 @@
 - GET /chat/stream: attach to the chat's running turn (a snapshot, or the events after
   ``Last-Event-ID`` / ``?after=``); 204 when none runs.
 - POST /chat/stop: end the running turn; answers once the part written so far is stored.
+Both are passed on to the process that runs the turn when it is another (handlers/peers.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from turns import StarterLeft, Stopped
 from . import params
 from .base import BaseHandler
 from .errors import ApiError
+from .peers import owner_elsewhere, pass_on
 from .watch import watch
 
 
@@ -51,12 +53,15 @@ class StreamHandler(BaseHandler):
         name = self.chat_name_argument()
         after = self._after()
         turn = self.services.turns.current(name)
-        if turn is None:
-            await self.store.get(name)  # an unknown chat is a 404, a refused name a 400
-            self.set_status(204)
-            self.finish()
+        if turn is not None:
+            await watch(self, turn, after or 0, snapshot=after is None)
             return
-        await watch(self, turn, after or 0, snapshot=after is None)
+        owner = owner_elsewhere(self, await self.store.get(name))  # unknown chat: 404
+        if owner is not None:
+            await pass_on(self, owner)
+            return
+        self.set_status(204)
+        self.finish()
 
     def _after(self) -> int | None:
         value = self.text_argument("after")
@@ -81,8 +86,11 @@ class StopHandler(BaseHandler):
         name = self.chat_name(self.json_body())
         turn = self.services.turns.current(name)
         if turn is None:
-            await self.store.get(name)
-            raise ApiError(409, f"No turn is running on chat '{name}'")
+            owner = owner_elsewhere(self, await self.store.get(name))
+            if owner is None:
+                raise ApiError(409, f"No turn is running on chat '{name}'")
+            await pass_on(self, owner)
+            return
         turn.stop(Stopped())
         await turn.finished.wait()
         self.success(message=f"The turn on chat '{name}' was stopped; the reply so far is stored")

@@ -36,7 +36,7 @@ def start_event_stream(handler) -> None:
     handler.set_header("Content-Type", "text/event-stream; charset=utf-8")
     handler.set_header("Cache-Control", "no-cache")
     handler.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer this response
-    handler.flush().add_done_callback(_retrieve)
+    handler.flush().add_done_callback(retrieve)
 
 
 class ResponseWatcher:
@@ -160,7 +160,7 @@ class Heartbeat:
         self._timer = self._loop.call_later(due - now, self._tick)
 
 
-def _retrieve(future) -> None:
+def retrieve(future) -> None:
     """Mark a background flush's failure as seen; the client leaving is handled elsewhere."""
     if not future.cancelled():
         future.exception()

@@ -19,6 +19,7 @@ log = logging.getLogger("chatproxy.turn")
 
 class TurnRegistry:
     def __init__(self, store, upstream, slots, metrics) -> None:
+        self.owner: str | None = None  # this process's address for other processes (turn marks)
         self._store = store
         self._upstream = upstream
         self._slots = slots  # enter(turn) refuses when full or closing; leave(turn); abort_all
@@ -27,7 +28,10 @@ class TurnRegistry:
 
     def start(self, name: str, plan: dict, *, detach: bool, route: str) -> Turn:
         """Create the turn and run it; it waits behind the chat's running turn, if any."""
-        turn = Turn(name, plan, detach=detach, store=self._store, upstream=self._upstream, metrics=self._metrics, route=route)
+        turn = Turn(
+            name, plan, detach=detach, owner=self.owner, store=self._store, upstream=self._upstream,
+            metrics=self._metrics, route=route,
+        )
         self._slots.enter(turn)
         self._by_chat.setdefault(name, deque()).append(turn)
         task = asyncio.ensure_future(turn.run())

@@ -56,11 +56,12 @@ def error_event(message: str, kind: str) -> bytes:
 
 
 class Turn:
-    def __init__(self, name: str, plan: dict, *, detach: bool, store, upstream, metrics, route: str) -> None:
+    def __init__(self, name: str, plan: dict, *, detach: bool, owner: str | None, store, upstream, metrics, route: str) -> None:
         self.id = f"{_ID_PREFIX}-{next(_ids)}"
         self.name = name
         self.plan = plan
         self.detach = detach
+        self.owner = owner
         self.log = EventLog()
         self.reply = ReplyCollector()
         self.upstream_ms: float | None = None
@@ -123,7 +124,8 @@ class Turn:
             async with self._store.hold(self.name):
                 if self._stop_reason is not None:
                     raise self._stop_reason  # stopped while it waited for the chat
-                chat = await self._store.begin_turn(self.name, self.plan, {"id": self.id, "started_at": chatfile.now()})
+                mark = {"id": self.id, "started_at": chatfile.now(), "owner": self.owner}
+                chat = await self._store.begin_turn(self.name, self.plan, mark)
                 problem = None
                 try:
                     await self._ask(chat)
