@@ -33,12 +33,17 @@ async def run_turn(handler: BaseHandler, name: str, plan: dict, body: dict) -> N
     handler.when_client_leaves(turn.starter_left)
     try:
         await turn.accepted
-    except UpstreamError as error:
-        raise ApiError(error.status, error.message) from None
     except StarterLeft:
         return  # nobody to answer
     except Stopped:
         pass  # stopped before it streamed: the last word says so, as to every watcher
+    except Exception as error:
+        # Refused (LM Studio's error, a storage fault): answered once the turn has ended, so
+        # that the chat read next is no longer marked running.
+        await turn.finished.wait()
+        if isinstance(error, UpstreamError):
+            raise ApiError(error.status, error.message) from None
+        raise
     handler.upstream_ms = turn.upstream_ms
     await watch(handler, turn)
 

@@ -102,7 +102,7 @@ async def test_the_access_log_says_when_a_client_left_before_its_answer(project_
         await stop_server(process)
 
 
-@pytest.mark.gen_test(timeout=60)
+@pytest.mark.gen_test(timeout=120)
 async def test_workers_share_the_port_count_metrics_together_and_a_dead_one_is_replaced(project_root, clean_env, tmp_path, fake):
     process, base = await start_server(project_root, clean_env, tmp_path, fake, server__workers=2)
     try:
