@@ -158,11 +158,25 @@ class ChatStore:
             finally:
                 self._holds.release(name)
 
-    async def begin_turn(self, name: str, plan: dict, turn: dict) -> dict:
+    async def begin_turn(self, name: str, plan: dict, turn: dict) -> tuple[dict, Awaitable[None]]:
         """Inside ``hold``: change the chat for a new reply (``plan``: ``{"append": message}``,
         ``{"rerun": [index, text]}`` or ``{"regenerate": True}``) and mark it running with
-        ``turn`` (at least ``id`` and ``started_at``), in one durable write; returns the chat."""
-        return await self._change(name, self._holds.begin_turn, name, plan, turn)
+        ``turn`` (at least ``id`` and ``started_at``), in one durable write.
+
+        Returns the changed chat as soon as it is known, and an awaitable that ends once it is
+        on disk (or raises the storage error): the caller asks LM Studio meanwhile, relays
+        nothing before it, and must await it."""
+        loop = asyncio.get_running_loop()
+        known: asyncio.Future[dict] = loop.create_future()
+
+        def ready(chat: dict) -> None:
+            loop.call_soon_threadsafe(lambda: known.done() or known.set_result(chat))
+
+        durable = asyncio.ensure_future(self._change(name, self._holds.begin_turn, name, plan, turn, ready))
+        await asyncio.wait([known, durable], return_when=asyncio.FIRST_COMPLETED)
+        if not known.done():
+            durable.result()  # the error that came before the chat was known
+        return known.result(), durable
 
     async def journal_turn(self, name: str, turn_id: object, reply: dict) -> None:
         """Inside ``hold``: the reply so far, where a restart finds it (not fsynced: cheap)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import suppress
+from typing import Callable
 
 from . import files, names, running
 from .errors import ChatNotFound, StoreError, storage_errors
@@ -99,12 +100,19 @@ class Holds:
 
     # -- the turn --------------------------------------------------------------------------
 
-    def begin_turn(self, name: str, plan: dict, turn: dict) -> dict:
+    def begin_turn(self, name: str, plan: dict, turn: dict, ready: Callable[[dict], None]) -> None:
+        """``ready`` gets the changed chat before it is written (its caller asks LM Studio
+        meanwhile); returning means it is durable."""
         turn_file = self._held_file(name)
         with storage_errors(f"journaling the turn of chat '{name}'"):
             turn_file.write({"name": name, "turn": turn["id"], "reply": None})
+
+        def begin(chat: dict) -> None:
+            running.begin(chat, plan, turn)
+            ready(dict(chat))  # a copy: the write below still sets updated_at
+
         try:
-            return self._folder.update(name, changed_by(running.begin, plan, turn))
+            self._folder.update(name, begin)
         except StoreError:
             # Nothing began. (Had the folder's fsync failed after the rename, the chat is
             # marked by a turn that is not live: never shown, settled by the next holder.)

@@ -244,3 +244,10 @@ def has_exited(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+async def begin_turn(store, name: str, plan: dict, turn: dict) -> dict:
+    """store.begin_turn, returning once the turn's start is durable: the chat as changed."""
+    chat, durable = await store.begin_turn(name, plan, turn)
+    await durable
+    return chat

@@ -4,6 +4,7 @@ The faults are injected into the store's file operations (store/files.py) in thi
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
@@ -111,6 +112,8 @@ CASES = [(step, errno.EIO) for step in STEPS] + [
 @pytest.mark.parametrize("step,number", CASES)
 async def test_a_failed_turn_write_relays_nothing_and_keeps_the_file(proxy, chats_dir, fake, plan, step, number):
     old = await a_chat_with_one_turn(proxy, chats_dir)
+    generating = asyncio.Event()  # still generating when the write fails: never released
+    fake.script.append(Reply(hold=generating))
     plan(step, number)
     result = await stream(proxy, "/chat", {"name": "demo", "message": {"role": "user", "content": "second"}})
     status, words = expected(step, number)
@@ -123,7 +126,10 @@ async def test_a_failed_turn_write_relays_nothing_and_keeps_the_file(proxy, chat
     else:
         assert now == old
     assert [p.name for p in chats_dir.iterdir() if p.name.endswith(".tmp")] == []
-    assert len(fake.requests) == 1  # LM Studio is asked only once the message is durable
+    # LM Studio was asked while the write ran: that request is closed, so it stops generating.
+    await fake.wait_idle()
+    assert fake.closed_early == len(fake.requests) - 1
+    fake.script.clear()  # the held reply, if the aborted request never reached the fake
     plan(None)
     after = await stream(proxy, "/chat", {"name": "demo", "message": {"role": "user", "content": "third"}})
     assert after.status == 200 and after.content() == "Hello, world!"
@@ -172,9 +178,9 @@ async def test_a_reply_that_cannot_be_stored_ends_with_an_error_event_and_is_sto
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_lm_studio_is_asked_only_once_the_message_is_durable(proxy, chats_dir, fake, plan):
-    """The write is made slow (its fsync takes 0.2 s more): LM Studio gets the request, and the
-    client its first event, only once the file holds the message."""
+async def test_lm_studio_is_asked_during_the_write_and_nothing_is_relayed_before_it_is_durable(proxy, chats_dir, fake, plan):
+    """The write is made slow (its fsync takes 0.5 s more): LM Studio gets the request while
+    the file does not yet hold the message, and the client's first event comes only once it does."""
     await a_chat_with_one_turn(proxy, chats_dir)
     on_disk = lambda: json.loads((chats_dir / "demo.json").read_text())["messages"][-1]["content"]  # noqa: E731
     when_asked, at_first_event = [], []
@@ -185,8 +191,9 @@ async def test_lm_studio_is_asked_only_once_the_message_is_durable(proxy, chats_
             at_first_event.append(on_disk())
         return False
 
-    plan("fsync", delay=0.2)
+    plan("fsync", delay=0.5)
     result = await stream(proxy, "/chat", {"name": "demo", "message": {"role": "user", "content": "second"}}, stop=look_at_the_file)
     plan(None)
     assert result.status == 200 and result.content() == "Hello, world!"
-    assert when_asked == at_first_event == ["second"]
+    assert when_asked == ["Hello, world!"]  # the previous reply: the new message was not on disk yet
+    assert at_first_event == ["second"]

@@ -49,8 +49,12 @@ async def test_a_second_ctrl_c_ends_running_streams_at_once_and_keeps_their_repl
     process, base = await start_server(project_root, clean_env, tmp_path, fake, shutdown__grace=300)
     try:
         assert (await call(base, "POST", "/chat", {"name": "demo", "model": MODEL})).status == 200
-        running = asyncio.ensure_future(stream(base, "/chat", {"name": "demo", "message": {"role": "user", "content": "hi"}}, timeout=30))
-        await fake.wait_held()
+        relayed = asyncio.Event()
+        running = asyncio.ensure_future(
+            stream(base, "/chat", {"name": "demo", "message": {"role": "user", "content": "hi"}}, timeout=30,
+                   stop=lambda result: result.content() == "So far" and relayed.set())
+        )
+        await asyncio.wait_for(relayed.wait(), 10)
         process.send_signal(signal.SIGINT)
         said = await read_until(process, "Shutting down")
         assert "300 s" in said and "Ctrl-C again" in said

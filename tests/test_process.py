@@ -153,7 +153,8 @@ async def main(folder):
         for name in ("a", "b"):
             await store.create(name, "m", 0.7, -1)
             await holding.enter_async_context(store.hold(name))
-            await store.begin_turn(name, {"append": {"role": "user", "content": "why?"}}, {"id": "t-" + name, "started_at": "now"})
+            _, durable = await store.begin_turn(name, {"append": {"role": "user", "content": "why?"}}, {"id": "t-" + name, "started_at": "now"})
+            await durable
             await store.journal_turn(name, "t-" + name, {"role": "assistant", "content": "Because", "finish_reason": None})
         print("holding", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)

@@ -16,7 +16,7 @@ from store import chatfile as store_chatfile, files, index as index_module
 from store.cache import ChatCache
 from store.folder import ChatFolder
 from store.names import file_name_for, name_for
-from tests.helpers import assert_error, call, wait_for
+from tests.helpers import assert_error, begin_turn, call, wait_for
 
 ODD_NAMES = [
     "my chat",
@@ -249,7 +249,7 @@ def store(tmp_path, io_loop):
 async def a_turn(store, name: str, question: str, answer: dict | None) -> dict:
     """One whole turn at the store: the question stored and the chat marked running, then the answer."""
     async with store.hold(name):
-        chat = await store.begin_turn(name, {"append": {"role": "user", "content": question}}, {"id": question, "started_at": "now"})
+        chat = await begin_turn(store, name, {"append": {"role": "user", "content": question}}, {"id": question, "started_at": "now"})
         await store.end_turn(name, question, answer)
     return chat
 

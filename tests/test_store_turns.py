@@ -14,7 +14,7 @@ import os
 import pytest
 
 from store import ChatNotFound, ChatStore, turnfile
-from tests.helpers import wait_for
+from tests.helpers import begin_turn, wait_for
 
 QUESTION = {"role": "user", "content": "why?"}
 PARTIAL = {"role": "assistant", "content": "Because", "finish_reason": None}
@@ -43,7 +43,7 @@ def journal_size(tmp_path, name: str = "demo") -> int:
 async def left_running(store, name: str = "demo") -> None:
     """A turn begun and journaled whose holder then stopped."""
     async with store.hold(name):
-        await store.begin_turn(name, {"append": QUESTION}, {"id": "t1", "started_at": "now"})
+        await begin_turn(store, name, {"append": QUESTION}, {"id": "t1", "started_at": "now"})
         await store.journal_turn(name, "t1", PARTIAL)
 
 
@@ -52,7 +52,7 @@ async def test_a_turn_is_marked_running_while_held_and_ends_with_its_reply(store
     mine, other = stores
     await mine.create("demo", "m", 0.7, -1)
     async with mine.hold("demo"):
-        chat = await mine.begin_turn("demo", {"append": QUESTION}, {"id": "t1", "started_at": "now"})
+        chat = await begin_turn(mine, "demo", {"append": QUESTION}, {"id": "t1", "started_at": "now"})
         assert chat["messages"] == [QUESTION] and chat["running_turn"]["id"] == "t1"
         assert on_disk(tmp_path)["running_turn"]["id"] == "t1"  # durable before it returned
         await mine.journal_turn("demo", "t1", PARTIAL)
@@ -101,7 +101,7 @@ async def test_a_kill_between_ends_write_and_clearing_the_journal_stores_the_rep
     await dead.create("demo", "m", 0.7, -1)
     monkeypatch.setattr(turnfile.TurnFile, "clear", lambda self: None)  # killed right after the write
     async with dead.hold("demo"):
-        await dead.begin_turn("demo", {"append": QUESTION}, {"id": "t1", "started_at": "now"})
+        await begin_turn(dead, "demo", {"append": QUESTION}, {"id": "t1", "started_at": "now"})
         await dead.end_turn("demo", "t1", WHOLE)
     monkeypatch.undo()
     assert journal_size(tmp_path) > 0  # the journal still names turn t1, with its reply
@@ -135,7 +135,7 @@ async def test_a_chat_deleted_or_renamed_during_its_turn_leaves_no_lock_files(st
     for name in ("gone", "moved"):
         await store.create(name, "m", 0.7, -1)
     async with store.hold("gone"):
-        await store.begin_turn("gone", {"append": QUESTION}, {"id": "t1", "started_at": "now"})
+        await begin_turn(store, "gone", {"append": QUESTION}, {"id": "t1", "started_at": "now"})
         await store.delete("gone")
         with pytest.raises(ChatNotFound):
             await store.end_turn("gone", "t1", WHOLE)
@@ -150,7 +150,7 @@ async def test_a_turn_outside_hold_is_refused(stores):
     store = stores[0]
     await store.create("demo", "m", 0.7, -1)
     with pytest.raises(RuntimeError, match="not held"):
-        await store.begin_turn("demo", {"append": QUESTION}, {"id": "t1", "started_at": "now"})
+        await begin_turn(store, "demo", {"append": QUESTION}, {"id": "t1", "started_at": "now"})
 
 
 def test_a_journal_write_cut_short_leaves_the_previous_record_whole(tmp_path, monkeypatch):

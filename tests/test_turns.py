@@ -52,15 +52,21 @@ async def watching(services, count: int, name: str = "demo") -> None:
     await wait_for(lambda: services.turns.current(name) is not None and services.turns.current(name).log.watchers == count, what=f"{count} watcher(s)")
 
 
-async def held_turn(proxy, fake, hold_at: int = 4, **body):
-    """A turn whose reply stops after ``hold_at`` tokens until the returned event is set;
-    the starter's result comes from the returned task."""
+async def relayed(services, count: int, name: str = "demo") -> None:
+    """Wait until the chat's turn has taken ``count`` events from LM Studio (server-side)."""
+    await wait_for(lambda: services.turns.current(name) is not None and services.turns.current(name).log.seq >= count, what=f"{count} event(s)")
+
+
+async def held_turn(proxy, fake, services, hold_at: int = 4, **body):
+    """A turn whose reply stops after ``hold_at`` tokens (all of them relayed) until the
+    returned event is set; the starter's result comes from the returned task."""
     release = asyncio.Event()
     fake.script.append(Reply(tokens=TOKENS, hold=release, hold_at=hold_at))
     await create(proxy)
     held = fake.held
     starter = asyncio.ensure_future(stream(proxy, "/chat", {"name": "demo", "message": HI, **body}))
     await fake.wait_held(held + 1)
+    await relayed(services, hold_at)
     return release, starter
 
 
@@ -95,8 +101,8 @@ async def test_a_detached_turn_runs_on_and_a_client_that_comes_back_joins_into_t
 
 
 @pytest.mark.gen_test
-async def test_reattaching_with_after_or_last_event_id_misses_and_repeats_nothing(proxy, fake):
-    release, starter = await held_turn(proxy, fake, detach=True)
+async def test_reattaching_with_after_or_last_event_id_misses_and_repeats_nothing(proxy, fake, services):
+    release, starter = await held_turn(proxy, fake, services, detach=True)
     seen = await attach(proxy, stop=after_events(1))  # a snapshot, then it hangs up
     assert [e.id for e in seen.events] == ["4"]
     by_after = asyncio.ensure_future(attach(proxy, after=2))
@@ -115,6 +121,7 @@ async def test_attaching_starts_with_a_snapshot_of_everything_so_far_then_the_li
     await create(proxy)
     starter = asyncio.ensure_future(turn(proxy))
     await fake.wait_held()
+    await relayed(services, 5)
     watcher = asyncio.ensure_future(attach(proxy))
     await watching(services, 2)
     release.set()
@@ -129,7 +136,7 @@ async def test_attaching_starts_with_a_snapshot_of_everything_so_far_then_the_li
 
 @pytest.mark.gen_test
 async def test_two_watchers_get_the_same_events_and_last_word(proxy, fake, services):
-    release, starter = await held_turn(proxy, fake)
+    release, starter = await held_turn(proxy, fake, services)
     watchers = [asyncio.ensure_future(attach(proxy, after=0)) for _ in range(2)]
     await watching(services, 3)
     release.set()
@@ -141,7 +148,7 @@ async def test_two_watchers_get_the_same_events_and_last_word(proxy, fake, servi
 
 @pytest.mark.gen_test
 async def test_the_starter_leaving_stops_an_undetached_turn_and_keeps_the_part_written(proxy, fake, services):
-    release, starter = await held_turn(proxy, fake)
+    release, starter = await held_turn(proxy, fake, services)
     watcher = asyncio.ensure_future(attach(proxy, after=0))
     await watching(services, 2)
     starter.cancel()
@@ -156,7 +163,7 @@ async def test_the_starter_leaving_stops_an_undetached_turn_and_keeps_the_part_w
 @pytest.mark.gen_test
 @pytest.mark.config(on_disconnect="continue")
 async def test_on_disconnect_continue_lets_a_turn_run_on_when_its_request_says_nothing(proxy, fake, services):
-    release, starter = await held_turn(proxy, fake)
+    release, starter = await held_turn(proxy, fake, services)
     starter.cancel()
     await watching(services, 0)
     watcher = asyncio.ensure_future(attach(proxy, after=4))
@@ -168,7 +175,7 @@ async def test_on_disconnect_continue_lets_a_turn_run_on_when_its_request_says_n
 
 @pytest.mark.gen_test
 async def test_stop_ends_the_turn_stores_the_part_written_and_every_watcher_gets_the_last_word(proxy, fake, services):
-    release, starter = await held_turn(proxy, fake, detach=True)
+    release, starter = await held_turn(proxy, fake, services, detach=True)
     watcher = asyncio.ensure_future(attach(proxy))
     await watching(services, 2)
     answer = await call(proxy, "POST", "/chat/stop", {"name": "demo"})
@@ -207,7 +214,7 @@ async def test_bad_after_last_event_id_and_detach_are_400(proxy):
     assert (await call(proxy, "GET", "/chat?name=demo")).json["chat"]["messages"] == []
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=60)
 async def test_a_watcher_that_stops_reading_is_cut_off_without_holding_the_turn_back(proxy, fake, monkeypatch):
     monkeypatch.setattr(watch, "LAG_LIMIT", 1024 * 1024)
     # ~8 MB of events at a pace a reading client keeps up with: more than the stuck

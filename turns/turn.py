@@ -22,7 +22,7 @@ import itertools
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, Awaitable
 
 import jsonbytes
 from lmstudio import ReplyCollector, UpstreamError, error_message_from_body
@@ -125,10 +125,10 @@ class Turn:
                 if self._stop_reason is not None:
                     raise self._stop_reason  # stopped while it waited for the chat
                 mark = {"id": self.id, "started_at": chatfile.now(), "owner": self.owner}
-                chat = await self._store.begin_turn(self.name, self.plan, mark)
+                chat, durable = await self._store.begin_turn(self.name, self.plan, mark)
                 problem = None
                 try:
-                    await self._ask(chat)
+                    await self._ask(chat, durable)
                 except (UpstreamError, Stopped, StarterLeft, StoreError) as error:
                     self._fail(error)
                 finally:
@@ -145,11 +145,18 @@ class Turn:
         finally:
             self.finished.set()
 
-    async def _ask(self, chat: dict) -> None:
+    async def _ask(self, chat: dict, durable: Awaitable[None]) -> None:
+        """Ask LM Studio while the turn's start becomes durable (it hides behind prompt
+        processing); nothing is relayed before it is."""
         call = self._upstream.open("POST", COMPLETIONS_PATH, jsonbytes.dumps(completion_request(chat)), REQUEST_HEADERS)
         self._call = call
         if self._stop_reason is not None:
             call.abort(self._stop_reason)
+        try:
+            await durable
+        except StoreError as error:
+            call.abort(error)
+            raise
         status, headers = await call.head()
         self.upstream_ms = round(1000 * (call.head_at - call.started_at), 2)
         if status != 200 or not headers.get("Content-Type", "").startswith("text/event-stream"):
