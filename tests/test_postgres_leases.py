@@ -74,7 +74,7 @@ async def test_regenerate_and_rerun_plans_follow_the_folder_rules(pg_conn):
     for number, plan in enumerate(({"regenerate": True}, {"rerun": [0, "q1 again"]})):
         lease = await turns.take_lease(pg_conn, "c", "A", LONG)
         started = await turns.begin_turn(pg_conn, lease, "c", plan, turn_of(number))
-        turns.apply_plan(expected, plan)
+        history.apply_plan(expected, plan)
         assert without_stamp(started) == without_stamp({**expected, "running_turn": turn_of(number)})
         await turns.end_turn(pg_conn, lease, "c", f"turn-{number}", None)
         await turns.release_lease(pg_conn, lease)
@@ -92,7 +92,7 @@ async def test_a_stale_holder_is_fenced_out_and_its_turn_finished_from_the_journ
     taker = await turns.take_lease(pg_conn, "c", "B", LONG)
     assert taker is not None and taker.epoch > stale.epoch
     finished = await chats.get(pg_conn, "c")
-    assert finished["messages"] == [USER, {"role": "assistant", "content": "partial", "interrupted": True}]
+    assert finished["messages"] == [USER, {"role": "assistant", "content": "partial", "finish_reason": None, "interrupted": True}]
     with pytest.raises(turns.LeaseLost):
         await turns.end_turn(pg_conn, stale, "c", "turn-1", {"role": "assistant", "content": "too late"})
     with pytest.raises(turns.LeaseLost):

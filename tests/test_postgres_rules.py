@@ -11,7 +11,7 @@ import copy
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from store import ChatNotFound, MessageIndexError, StoreError, history
+from store import ChatNotFound, StoreError, chatfile, history, running
 from store.postgres import chats, turns
 from tests.postgres import without_stamp
 
@@ -61,20 +61,14 @@ def by_the_rules(chat: dict, step: tuple) -> None:
     elif step[0] == "switch":
         history.switch(chat, step[1], step[2])
     elif step[0] == "remove":
-        if not 0 <= step[1] < len(chat["messages"]):
-            raise MessageIndexError(step[1], len(chat["messages"]))
-        chat["messages"].pop(step[1])
+        history.remove(chat, step[1])
     elif step[0] == "settings":
-        for key, value in step[1].items():
-            if value is None:
-                chat.pop(key, None)
-            else:
-                chat[key] = value
+        chatfile.apply_settings(chat, step[1])
     elif step[0] == "append":
         chat["messages"].append(step[1])
     else:
-        turns.apply_plan(chat, step[1])
-        chat["messages"].append(REPLY)
+        running.begin(chat, step[1], {"id": "turn"})
+        running.end(chat, "turn", REPLY)
 
 
 async def by_sql(conn, name: str, step: tuple, number: int) -> None:

@@ -15,8 +15,9 @@ import psycopg
 
 import jsonbytes
 
-from .. import history, names
-from ..errors import ChatExists, ChatNotFound, MessageIndexError
+from .. import chatfile, history, names
+from ..errors import ChatExists, ChatNotFound
+from ..folder import changed_by
 from . import rows
 from .tree import Loaded, searchable
 
@@ -159,43 +160,19 @@ async def append(conn: psycopg.AsyncConnection, name: str, messages: list[dict])
         await rows.append(conn, row[0], messages)
 
 
-def _returning_chat(rule: Callable[..., None], *arguments: Any) -> Callable[[dict], dict]:
-    def apply(chat: dict) -> dict:
-        rule(chat, *arguments)
-        return chat
-
-    return apply
-
-
 async def edit_message(conn: psycopg.AsyncConnection, name: str, index: int, content: str) -> dict:
-    return await change(conn, name, _returning_chat(history.edit, index, content))
+    return await change(conn, name, changed_by(history.edit, index, content))
 
 
 async def switch_branch(conn: psycopg.AsyncConnection, name: str, index: int, alternative: int) -> dict:
-    return await change(conn, name, _returning_chat(history.switch, index, alternative))
+    return await change(conn, name, changed_by(history.switch, index, alternative))
 
 
 async def update_settings(conn: psycopg.AsyncConnection, name: str, changes: dict[str, Any]) -> dict:
     """Set the given keys; a None value removes the key (e.g. clears the system prompt)."""
-
-    def apply(chat: dict) -> dict:
-        for key, value in changes.items():
-            if value is None:
-                chat.pop(key, None)
-            else:
-                chat[key] = value
-        return chat
-
-    return await change(conn, name, apply)
+    return await change(conn, name, changed_by(chatfile.apply_settings, changes))
 
 
 async def remove_message(conn: psycopg.AsyncConnection, name: str, index: int) -> dict:
     """Remove the message at ``index``; returns it."""
-
-    def remove(chat: dict) -> dict:
-        messages = chat["messages"]
-        if not 0 <= index < len(messages):
-            raise MessageIndexError(index, len(messages))
-        return messages.pop(index)
-
-    return await change(conn, name, remove)
+    return await change(conn, name, lambda chat: history.remove(chat, index))

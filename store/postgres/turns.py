@@ -15,11 +15,13 @@ chat, for an instance to run now and then.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import psycopg
 
-from .. import history, names
+from .. import names, running
 from ..errors import ChatNotFound, StorageFailure
+from ..folder import changed_by
 from . import rows
 from .tree import encode
 
@@ -82,27 +84,15 @@ async def begin_turn(conn: psycopg.AsyncConnection, lease: Lease, name: str, pla
     Returns the changed chat, ``running_turn`` included."""
     async with conn.transaction():
         await _fence(conn, lease)
-        chat_id, chat = await rows.change(conn, name, lambda chat: apply_plan(chat, plan))
+        chat_id, chat = await rows.change(conn, name, changed_by(running.begin, plan, turn))
         await conn.execute(
             "INSERT INTO turns (chat_id, turn_id, turn, epoch) VALUES (%s, %s, %s::json, %s)",
             (chat_id, str(turn["id"]), encode(turn), lease.epoch),
         )
-    chat["running_turn"] = turn
     return chat
 
 
-def apply_plan(chat: dict, plan: dict) -> dict:
-    """The change a turn starts with, by the folder's rules; returns the chat."""
-    if "append" in plan:
-        chat["messages"].append(plan["append"])
-    elif "rerun" in plan:
-        history.rerun_from(chat, *plan["rerun"])
-    else:
-        history.prepare_regenerate(chat)
-    return chat
-
-
-async def journal_turn(conn: psycopg.AsyncConnection, name: str, turn_id: str, reply: dict) -> bool:
+async def journal_turn(conn: psycopg.AsyncConnection, name: str, turn_id: object, reply: dict) -> bool:
     """The reply so far, where a restart finds it. Not waited on to reach the disk (a kill
     of chatproxy loses nothing by it; a crash of PostgreSQL loses at most the last second
     or so). False if the turn is no longer running (finished, or the chat deleted)."""
@@ -111,28 +101,25 @@ async def journal_turn(conn: psycopg.AsyncConnection, name: str, turn_id: str, r
         cursor = await conn.execute(
             "UPDATE turns t SET reply = %s::json, journaled_at = now() FROM chats c"
             " WHERE c.id = t.chat_id AND c.stem = %s AND t.turn_id = %s",
-            (encode(reply), names.stem_for(name), turn_id),
+            (encode(reply), names.stem_for(name), str(turn_id)),
         )
     return cursor.rowcount == 1
 
 
-async def end_turn(conn: psycopg.AsyncConnection, lease: Lease, name: str, turn_id: str, reply: dict | None) -> None:
+async def end_turn(conn: psycopg.AsyncConnection, lease: Lease, name: str, turn_id: object, reply: dict | None) -> None:
     """Under ``lease``, one commit: ``reply`` appended (if any), the turn and its journal
-    gone. ChatNotFound if the chat was deleted meanwhile."""
+    gone. ChatNotFound if the chat was deleted (and maybe made again) during the turn."""
     async with conn.transaction():
         await _fence(conn, lease)
         cursor = await conn.execute(
-            "DELETE FROM turns t USING chats c WHERE c.id = t.chat_id AND c.stem = %s AND t.turn_id = %s RETURNING c.id",
-            (names.stem_for(name), turn_id),
+            "DELETE FROM turns t USING chats c WHERE c.id = t.chat_id AND c.stem = %s AND t.turn_id = %s"
+            " RETURNING c.id, t.turn",
+            (names.stem_for(name), str(turn_id)),
         )
         row = await cursor.fetchone()
         if row is None:
-            cursor = await conn.execute("SELECT 1 FROM chats WHERE stem = %s", (names.stem_for(name),))
-            if await cursor.fetchone() is None:
-                raise ChatNotFound(name)
-            raise LeaseLost(lease)  # the turn was finished by another instance
-        if reply is not None:
-            await rows.append(conn, row[0], [reply])
+            raise ChatNotFound(name)
+        await _store_as(conn, row[0], row[1], lambda chat: running.end(chat, running.turn_id(chat), reply))
 
 
 async def recover(conn: psycopg.AsyncConnection, owner: str, seconds: float) -> list[str]:
@@ -154,11 +141,21 @@ async def recover(conn: psycopg.AsyncConnection, owner: str, seconds: float) -> 
 
 async def _finish_abandoned(conn: psycopg.AsyncConnection, stem: str) -> None:
     cursor = await conn.execute(
-        "DELETE FROM turns t USING chats c WHERE c.id = t.chat_id AND c.stem = %s RETURNING c.id, t.reply", (stem,)
+        "DELETE FROM turns t USING chats c WHERE c.id = t.chat_id AND c.stem = %s RETURNING c.id, t.turn, t.reply", (stem,)
     )
     row = await cursor.fetchone()
-    if row is not None and isinstance(row[1], dict):
-        await rows.append(conn, row[0], [{**row[1], "interrupted": True}])
+    if row is not None:
+        journal = {"turn": running.turn_id({running.MARKER: row[1]}), "reply": row[2]}
+        await _store_as(conn, row[0], row[1], lambda chat: running.settle(chat, journal))
+
+
+async def _store_as(conn: psycopg.AsyncConnection, chat_id: int, turn: dict, rule: Callable[[dict], object]) -> None:
+    """Append what the folder's ``rule`` (running.py) appends to a chat marked running
+    ``turn``, without reading the chat: the rule runs on a stand-in with no messages."""
+    stand_in: dict = {"messages": [], running.MARKER: turn}
+    rule(stand_in)
+    if stand_in["messages"]:
+        await rows.append(conn, chat_id, stand_in["messages"])
 
 
 async def _fence(conn: psycopg.AsyncConnection, lease: Lease) -> None:
