@@ -134,7 +134,7 @@ class PostgresServer:
         with self._numbers_lock:
             name = f"test_{next(self._numbers)}"
         with self.admin() as admin:
-            admin.execute(f"CREATE DATABASE {name} TEMPLATE {template} OWNER {ROLE} STRATEGY FILE_COPY")
+            admin.execute(f"CREATE DATABASE {name} TEMPLATE {template} OWNER {ROLE}")
         return name
 
     def drop_database(self, name: str) -> None:
