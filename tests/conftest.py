@@ -16,6 +16,7 @@ from chatproxy import make_app, make_services  # noqa: E402
 from config import Config  # noqa: E402
 from tests.fake_lmstudio import FakeLMStudio  # noqa: E402
 from tests.helpers import serve_app  # noqa: E402
+from tests.postgres import empty_postgres_url, pg_conn, postgres_server, postgres_url  # noqa: E402,F401
 
 
 @pytest.fixture

@@ -1,0 +1,178 @@
+"""Every store operation on chats, as SQL: reads, creating, deleting, renaming, and the
+changes (settings, edit, branches, removing a message), each a short transaction.
+
+A change reads the chat locked (``SELECT ... FOR UPDATE``), applies the folder's own rules
+to the dict (store/history.py) and writes back the rows it touched (rows.write), as the
+folder reads, changes and writes its file under the chat's flock.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, TypeVar
+
+import psycopg
+
+import jsonbytes
+
+from .. import chatfile, history, names
+from ..errors import ChatExists, ChatNotFound
+from ..folder import changed_by
+from . import rows
+from .tree import Loaded, searchable
+
+T = TypeVar("T")
+
+# -- reads ---------------------------------------------------------------------------------
+
+
+async def get(conn: psycopg.AsyncConnection, name: str) -> dict:
+    return await rows.read(conn, name)
+
+
+async def branches(conn: psycopg.AsyncConnection, name: str) -> list[dict]:
+    return history.branches(await rows.read(conn, name))
+
+
+async def listing(conn: psycopg.AsyncConnection) -> list[dict]:
+    """Every chat's summary, sorted by name as the folder sorts them (by code point), with
+    ``"running": true`` for a chat whose turn is live."""
+    cursor = await conn.execute(
+        "SELECT json_agg(json_build_array(c.stem, c.model, EXISTS ("
+        "    SELECT 1 FROM turns t JOIN leases l ON l.epoch = t.epoch AND l.expires_at > now()"
+        "    WHERE t.chat_id = c.id)) ORDER BY c.name COLLATE \"C\", c.stem)"
+        " FROM chats c"
+    )
+    summaries = []
+    for stem, model, running in (await cursor.fetchone())[0] or []:
+        name = names.name_for(stem + names.SUFFIX)
+        summary = {"id": name, "name": name, "model": model if isinstance(model, str) else None}
+        if running:
+            summary["running"] = True
+        summaries.append(summary)
+    return summaries
+
+
+async def count(conn: psycopg.AsyncConnection) -> int:
+    cursor = await conn.execute("SELECT count(*) FROM chats")
+    return (await cursor.fetchone())[0]
+
+
+async def export_lines(conn: psycopg.AsyncConnection, chat_names: list[str]) -> bytes:
+    """NDJSON, one ``{"name", "chat"}`` line per chat named that still exists, in that order."""
+    stems = [names.stem_for(name) for name in chat_names]
+    chats = await rows.read_many(conn, stems)
+    return b"".join(
+        b'{"name":' + jsonbytes.dumps(name) + b',"chat":' + jsonbytes.dumps(chats[stem]) + b"}\n"
+        for name, stem in zip(chat_names, stems)
+        if stem in chats
+    )
+
+
+async def is_writable(conn: psycopg.AsyncConnection) -> bool:
+    """False on a read-only standby."""
+    cursor = await conn.execute("SELECT NOT pg_is_in_recovery()")
+    return (await cursor.fetchone())[0]
+
+
+# -- creating, deleting, renaming ------------------------------------------------------------
+
+
+async def create(conn: psycopg.AsyncConnection, name: str, chat: dict) -> dict:
+    """Store ``chat`` (any chat dict: a new one, or an import) under ``name``; ChatExists if taken."""
+    stem = names.stem_for(name)
+    async with conn.transaction():
+        cursor = await conn.execute(
+            "INSERT INTO chats (stem, name, settings) VALUES (%s, %s, '{}') ON CONFLICT (stem) DO NOTHING RETURNING id",
+            (stem, searchable(name)),
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            raise ChatExists(name)
+        await rows.write(conn, row[0], Loaded.empty(), chat)
+    return chat
+
+
+async def create_unique(conn: psycopg.AsyncConnection, name: str, chat: dict) -> str:
+    """Create ``chat`` under ``name`` or, if taken, ``name (2)``, ``name (3)``...: the first
+    free one, as the folder numbers them; returns the name used."""
+    first = names.fitted(name)
+    base = names.fitted(name, room=8)
+    pattern = _like_escaped(names.stem_for(base)) + r" (%)"
+    candidates = [first] + [f"{base} ({number})" for number in range(2, 10_000)]
+    for _ in range(100):  # another instance may take the free name first: look again
+        cursor = await conn.execute(
+            "SELECT stem FROM chats WHERE stem = %s OR stem LIKE %s", (names.stem_for(first), pattern)
+        )
+        taken = {row[0] for row in await cursor.fetchall()}
+        candidate = next((candidate for candidate in candidates if names.stem_for(candidate) not in taken), None)
+        if candidate is None:
+            break
+        try:
+            await create(conn, candidate, chat)
+            return candidate
+        except ChatExists:
+            continue
+    raise ChatExists(name)
+
+
+def _like_escaped(text: str) -> str:
+    return re.sub(r"([\\%_])", r"\\\1", text)
+
+
+async def delete(conn: psycopg.AsyncConnection, name: str) -> None:
+    cursor = await conn.execute("DELETE FROM chats WHERE stem = %s", (names.stem_for(name),))
+    if cursor.rowcount == 0:
+        raise ChatNotFound(name)
+
+
+async def rename(conn: psycopg.AsyncConnection, name: str, new_name: str) -> None:
+    """Give the chat a new name; ChatExists if another chat has it. One statement: atomic."""
+    stem, new_stem = names.stem_for(name), names.stem_for(new_name)
+    if stem == new_stem:
+        return
+    try:
+        cursor = await conn.execute(
+            "UPDATE chats SET stem = %s, name = %s WHERE stem = %s", (new_stem, searchable(new_name), stem)
+        )
+    except psycopg.errors.UniqueViolation:
+        raise ChatExists(new_name) from None
+    if cursor.rowcount == 0:
+        raise ChatNotFound(name)
+
+
+# -- changes -----------------------------------------------------------------------------------
+
+
+async def change(conn: psycopg.AsyncConnection, name: str, function: Callable[[dict], T]) -> T:
+    """Read the chat locked, let ``function`` change the dict (and answer), write what changed."""
+    async with conn.transaction():
+        return (await rows.change(conn, name, function))[1]
+
+
+async def append(conn: psycopg.AsyncConnection, name: str, messages: list[dict]) -> None:
+    """Add messages after the last without reading the chat (a turn's cost stays flat)."""
+    async with conn.transaction():
+        cursor = await conn.execute("SELECT id FROM chats WHERE stem = %s FOR UPDATE", (names.stem_for(name),))
+        row = await cursor.fetchone()
+        if row is None:
+            raise ChatNotFound(name)
+        await rows.append(conn, row[0], messages)
+
+
+async def edit_message(conn: psycopg.AsyncConnection, name: str, index: int, content: str) -> dict:
+    return await change(conn, name, changed_by(history.edit, index, content))
+
+
+async def switch_branch(conn: psycopg.AsyncConnection, name: str, index: int, alternative: int) -> dict:
+    return await change(conn, name, changed_by(history.switch, index, alternative))
+
+
+async def update_settings(conn: psycopg.AsyncConnection, name: str, changes: dict[str, Any]) -> dict:
+    """Set the given keys; a None value removes the key (e.g. clears the system prompt)."""
+    return await change(conn, name, changed_by(chatfile.apply_settings, changes))
+
+
+async def remove_message(conn: psycopg.AsyncConnection, name: str, index: int) -> dict:
+    """Remove the message at ``index``; returns it."""
+    return await change(conn, name, lambda chat: history.remove(chat, index))

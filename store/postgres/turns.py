@@ -1,0 +1,167 @@
+"""Turns across instances: the lease that holds a chat, and a turn's begin, journal and end.
+
+No transaction, lock or connection lasts as long as a turn (a stream lasts minutes; a pool
+has a few connections). Holding a chat is a row in ``leases``: its owner, an epoch drawn
+anew at each taking, and an expiry the holder renews while it works. A lease that expired
+may be taken by anyone; the new epoch fences the old owner out, since every write of a
+turn first checks, in its own transaction, that its epoch still holds the lease (and locks
+that row against a takeover until it commits).
+
+Taking a chat's lease first finishes a turn that a dead instance left running there: its
+journaled reply is stored, marked interrupted. ``recover`` does the same for every such
+chat, for an instance to run now and then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import psycopg
+
+from .. import names, running
+from ..errors import ChatNotFound, StorageFailure
+from ..folder import changed_by
+from . import rows
+from .tree import encode
+
+
+@dataclass(frozen=True)
+class Lease:
+    stem: str
+    owner: str
+    epoch: int
+
+
+class LeaseLost(StorageFailure):
+    def __init__(self, lease: Lease) -> None:
+        super().__init__(
+            f"Chat '{names.name_for(lease.stem + names.SUFFIX)}' was taken over by another instance"
+            " (this one did not renew its hold in time): its change was not stored"
+        )
+
+
+async def take_lease(conn: psycopg.AsyncConnection, name: str, owner: str, seconds: float) -> Lease | None:
+    """Hold the chat ``name`` for ``seconds`` (renew before they pass); None while another
+    holder's lease is live. A turn left running by a dead holder is finished first."""
+    stem = names.stem_for(name)
+    async with conn.transaction():
+        cursor = await conn.execute(
+            "INSERT INTO leases (stem, owner, epoch, expires_at)"
+            " VALUES (%s, %s, nextval('lease_epochs'), now() + make_interval(secs => %s))"
+            " ON CONFLICT (stem) DO UPDATE"
+            " SET owner = excluded.owner, epoch = excluded.epoch, expires_at = excluded.expires_at"
+            " WHERE leases.expires_at <= now()"
+            " RETURNING epoch",
+            (stem, owner, seconds),
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            return None
+        await _finish_abandoned(conn, stem)
+    return Lease(stem, owner, row[0])
+
+
+async def renew_lease(conn: psycopg.AsyncConnection, lease: Lease, seconds: float) -> bool:
+    """False if the lease was lost (it expired and another instance took it)."""
+    cursor = await conn.execute(
+        "UPDATE leases SET expires_at = now() + make_interval(secs => %s) WHERE stem = %s AND epoch = %s",
+        (seconds, lease.stem, lease.epoch),
+    )
+    return cursor.rowcount == 1
+
+
+async def release_lease(conn: psycopg.AsyncConnection, lease: Lease) -> None:
+    """Let go of the chat; instances waiting for it hear of it on channel ``chatproxy_leases``."""
+    async with conn.transaction():
+        await conn.execute("DELETE FROM leases WHERE stem = %s AND epoch = %s", (lease.stem, lease.epoch))
+        await conn.execute("SELECT pg_notify('chatproxy_leases', %s)", (lease.stem,))
+
+
+async def begin_turn(conn: psycopg.AsyncConnection, lease: Lease, name: str, plan: dict, turn: dict) -> dict:
+    """Under ``lease``: apply ``plan`` ({"append": message} | {"rerun": [index, text]} |
+    {"regenerate": True}), mark the chat running ``turn`` (a dict with "id"), commit.
+    Returns the changed chat, ``running_turn`` included."""
+    async with conn.transaction():
+        await _fence(conn, lease)
+        chat_id, chat = await rows.change(conn, name, changed_by(running.begin, plan, turn))
+        await conn.execute(
+            "INSERT INTO turns (chat_id, turn_id, turn, epoch) VALUES (%s, %s, %s::json, %s)",
+            (chat_id, str(turn["id"]), encode(turn), lease.epoch),
+        )
+    return chat
+
+
+async def journal_turn(conn: psycopg.AsyncConnection, name: str, turn_id: object, reply: dict) -> bool:
+    """The reply so far, where a restart finds it. Not waited on to reach the disk (a kill
+    of chatproxy loses nothing by it; a crash of PostgreSQL loses at most the last second
+    or so). False if the turn is no longer running (finished, or the chat deleted)."""
+    async with conn.pipeline(), conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit TO off")
+        cursor = await conn.execute(
+            "UPDATE turns t SET reply = %s::json, journaled_at = now() FROM chats c"
+            " WHERE c.id = t.chat_id AND c.stem = %s AND t.turn_id = %s",
+            (encode(reply), names.stem_for(name), str(turn_id)),
+        )
+    return cursor.rowcount == 1
+
+
+async def end_turn(conn: psycopg.AsyncConnection, lease: Lease, name: str, turn_id: object, reply: dict | None) -> None:
+    """Under ``lease``, one commit: ``reply`` appended (if any), the turn and its journal
+    gone. ChatNotFound if the chat was deleted (and maybe made again) during the turn."""
+    async with conn.transaction():
+        await _fence(conn, lease)
+        cursor = await conn.execute(
+            "DELETE FROM turns t USING chats c WHERE c.id = t.chat_id AND c.stem = %s AND t.turn_id = %s"
+            " RETURNING c.id, t.turn",
+            (names.stem_for(name), str(turn_id)),
+        )
+        row = await cursor.fetchone()
+        if row is None:
+            raise ChatNotFound(name)
+        await _store_as(conn, row[0], row[1], lambda chat: running.end(chat, running.turn_id(chat), reply))
+
+
+async def recover(conn: psycopg.AsyncConnection, owner: str, seconds: float) -> list[str]:
+    """Finish every turn whose instance died (its lease expired or was let go); returns
+    the chats' names."""
+    cursor = await conn.execute(
+        "SELECT c.stem FROM turns t JOIN chats c ON c.id = t.chat_id"
+        " WHERE NOT EXISTS (SELECT 1 FROM leases l WHERE l.epoch = t.epoch AND l.expires_at > now())"
+    )
+    finished = []
+    for (stem,) in await cursor.fetchall():
+        name = names.name_for(stem + names.SUFFIX)
+        lease = await take_lease(conn, name, owner, seconds)
+        if lease is not None:
+            await release_lease(conn, lease)
+            finished.append(name)
+    return finished
+
+
+async def _finish_abandoned(conn: psycopg.AsyncConnection, stem: str) -> None:
+    cursor = await conn.execute(
+        "DELETE FROM turns t USING chats c WHERE c.id = t.chat_id AND c.stem = %s RETURNING c.id, t.turn, t.reply", (stem,)
+    )
+    row = await cursor.fetchone()
+    if row is not None:
+        journal = {"turn": running.turn_id({running.MARKER: row[1]}), "reply": row[2]}
+        await _store_as(conn, row[0], row[1], lambda chat: running.settle(chat, journal))
+
+
+async def _store_as(conn: psycopg.AsyncConnection, chat_id: int, turn: dict, rule: Callable[[dict], object]) -> None:
+    """Append what the folder's ``rule`` (running.py) appends to a chat marked running
+    ``turn``, without reading the chat: the rule runs on a stand-in with no messages."""
+    stand_in: dict = {"messages": [], running.MARKER: turn}
+    rule(stand_in)
+    if stand_in["messages"]:
+        await rows.append(conn, chat_id, stand_in["messages"])
+
+
+async def _fence(conn: psycopg.AsyncConnection, lease: Lease) -> None:
+    cursor = await conn.execute(
+        "SELECT 1 FROM leases WHERE stem = %s AND epoch = %s FOR SHARE", (lease.stem, lease.epoch)
+    )
+    if await cursor.fetchone() is None:
+        raise LeaseLost(lease)
+
