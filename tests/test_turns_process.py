@@ -66,7 +66,11 @@ async def test_a_turn_run_by_one_process_is_watched_and_stopped_through_another(
     second, base_b = await start_server(project_root, clean_env, tmp_path, fake)
     try:
         assert (await call(base_a, "POST", "/chat", {"name": "demo", "model": MODEL})).status == 200
-        starter = asyncio.ensure_future(stream(base_a, "/chat", {"name": "demo", "message": HI}, timeout=30))
+        streaming = asyncio.Event()  # the first event came: the question is stored, the chat marked
+        starter = asyncio.ensure_future(
+            stream(base_a, "/chat", {"name": "demo", "message": HI}, timeout=30, stop=lambda r: r.events and streaming.set())
+        )
+        await asyncio.wait_for(streaming.wait(), 10)
         await fake.wait_held()
         listing = (await call(base_b, "GET", "/chats")).json["chats"]
         assert [chat.get("running") for chat in listing] == [True]
