@@ -78,10 +78,17 @@ export async function health() {
 }
 export const exportChat = (name, format) => opened("GET", `/chat/export?name=${q(name)}&format=${format}`);
 
-// The turns: each answers with the reply as an event stream.
-export const sendMessage = (name, message, signal) => opened("PUT", "/chat", { name, message }, signal);
-export const regenerate = (name, signal) => opened("POST", "/chat/regenerate", { name }, signal);
-export const rerun = (name, index, content, signal) => opened("PUT", "/chat/message", { name, index, content, rerun: true }, signal);
+// The turns: each answers with the reply as an event stream. They are detached: the page
+// leaving (a reload, another chat opened, a lost network) does not stop them; Stop does.
+export const sendMessage = (name, message, signal) => opened("PUT", "/chat", { name, message, detach: true }, signal);
+export const regenerate = (name, signal) => opened("POST", "/chat/regenerate", { name, detach: true }, signal);
+export const rerun = (name, index, content, signal) =>
+  opened("PUT", "/chat/message", { name, index, content, rerun: true, detach: true }, signal);
+// The chat's running turn: everything so far in one event, then the rest (with ``after``: the
+// events after that number only); 204 when no turn runs.
+export const watchTurn = (name, after, signal) =>
+  opened("GET", `/chat/stream?name=${q(name)}${after === null ? "" : `&after=${after}`}`, undefined, signal);
+export const stopTurn = (name) => api("POST", "/chat/stop", { name });
 
 // -- the token --------------------------------------------------------------------------------
 

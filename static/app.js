@@ -3,12 +3,13 @@
 //
 //   api.js           every call to chatproxy (the token, the error shape, one function a route)
 //   stream.js        reading a reply's event stream
-//   turn.js          one turn as it streams into the view (the cue, Stop, Esc)
+//   turn.js          one turn as it streams into the view (the cue, Stop, Esc, joining again)
 //   follow.js        the view follows a growing reply unless the person scrolled up
 //   conversation.js  the open chat and what the person does in it
 //   messages.js      one message's element
 //   copy.js          copy buttons
 //   chatlist.js      the sidebar's list and search, folded away on a phone
+//   liveness.js      turns run elsewhere show up: the list read again, a running chat attached
 //   router.js        the open chat's URL, #/chat/NAME
 //   dialogs.js       new, rename, delete, settings, export
 //   models.js        LM Studio's models and the model pickers
@@ -21,12 +22,13 @@ import { closeChat, openChat, send } from "./conversation.js";
 import * as dialogs from "./dialogs.js";
 import { watchScrolling } from "./follow.js";
 import { checkHealth } from "./health.js";
+import { keepLive } from "./liveness.js";
 import { wirePicker } from "./models.js";
 import { explain, guarded, showBanner } from "./notices.js";
 import { chatInUrl, onRoute } from "./router.js";
 import { $, state } from "./state.js";
 import { restoreTheme, toggleTheme } from "./theme.js";
-import { stopStream } from "./turn.js";
+import { leaveTurn, stopTurn } from "./turn.js";
 
 // Shows the chat the URL names (none: the empty view).
 async function route() {
@@ -40,7 +42,7 @@ async function route() {
       showBanner(explain(error));
     }
   }
-  stopStream();
+  leaveTurn();
   closeChat();
   markCurrent(null);
 }
@@ -66,7 +68,7 @@ function wire() {
   $("#export-json").addEventListener("click", () => guarded(() => dialogs.exportChat("json")));
   $("#export-md").addEventListener("click", () => guarded(() => dialogs.exportChat("markdown")));
   $("#composer").addEventListener("submit", (event) => guarded(() => send(event)));
-  $("#stop").addEventListener("click", stopStream);
+  $("#stop").addEventListener("click", stopTurn);
   $("#input").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
@@ -74,9 +76,9 @@ function wire() {
     }
   });
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && state.controller) {
+    if (event.key === "Escape" && state.turn) {
       event.preventDefault();
-      stopStream();
+      stopTurn();
     }
   });
   let searching;
@@ -92,4 +94,5 @@ guarded(loadChats)
   .then(route)
   .then(() => {
     document.body.dataset.ready = "true"; // for the browser tests: the first listing (and chat) is shown
+    keepLive();
   });

@@ -1,13 +1,21 @@
-// The chat list in the sidebar, narrowed by the search box. Under 700 px it folds away
-// behind the Chats button and comes back over the conversation.
+// The chat list in the sidebar, narrowed by the search box; a chat being answered is marked.
+// Under 700 px it folds away behind the Chats button and comes back over the conversation.
 import { listChats } from "./api.js";
 import { escapeHtml, render } from "./markdown.js";
 import { goTo } from "./router.js";
 import { $, state } from "./state.js";
 
+let listing = 0; // the latest loadChats: an earlier one that ends later shows nothing
+let shown = ""; // the listing on screen, as JSON: the same one again changes nothing
+
 export async function loadChats() {
+  const mine = ++listing;
   const payload = await listChats($("#search").value.trim());
+  if (mine !== listing) return;
   state.chats = payload.chats;
+  const text = JSON.stringify(state.chats);
+  if (text === shown) return; // the list is read again often: keep the person's place in it
+  shown = text;
   $("#chat-list").replaceChildren(...state.chats.map(chatItem));
 }
 
@@ -22,7 +30,14 @@ function chatItem(chat) {
   const detail = document.createElement("span");
   detail.className = chat.snippet ? "snippet" : "model";
   detail.innerHTML = chat.snippet ? render(chat.snippet).replace(/^<p>|<\/p>$/g, "") : escapeHtml(chat.model || "");
-  button.append(title, detail);
+  button.append(title);
+  if (chat.running) {
+    const running = document.createElement("span");
+    running.className = "running";
+    running.textContent = " answering…"; // the space: the button's accessible name reads "NAME answering…"
+    button.append(running);
+  }
+  button.append(detail);
   button.addEventListener("click", () => {
     foldList();
     goTo(chat.name);

@@ -7,15 +7,16 @@ import { checkHealth } from "./health.js";
 import { addTool, messageElement, versionsElement } from "./messages.js";
 import { guarded, showBanner } from "./notices.js";
 import { $, state } from "./state.js";
-import { settled, stopStream, streamTurn } from "./turn.js";
+import { leaveTurn, settled, streamTurn } from "./turn.js";
 
 let opening = 0; // the latest openChat: an earlier one that ends later shows nothing
 
-// Shows chat ``name``; ``again``: it is the open chat, read again (the banner and the reader's
-// place in it stay).
-export async function openChat(name, { again = false } = {}) {
+// Shows chat ``name``, and the answer it is being given, if any (a turn started before a
+// reload, in another tab, by another client); ``again``: it is the open chat, read again (the
+// banner and the reader's place in it stay); ``attach``: false to show the chat only.
+export async function openChat(name, { again = false, attach = true } = {}) {
   const mine = ++opening;
-  stopStream();
+  leaveTurn();
   if (!again) showBanner("");
   const [chatPayload, branchPayload] = await Promise.all([server.getChat(name), server.getBranches(name)]);
   if (mine !== opening) return;
@@ -31,7 +32,10 @@ export async function openChat(name, { again = false } = {}) {
   renderMessages();
   keepUp({ resume: !again });
   markCurrent(name);
-  $("#input").focus();
+  if (!again || document.activeElement === document.body) $("#input").focus();
+  if (attach && state.chat.running_turn && !state.turn) {
+    guarded(() => runTurn((signal) => server.watchTurn(name, null, signal)));
+  }
 }
 
 export async function reloadChat() {
@@ -78,7 +82,7 @@ function branchVersions(branch) {
 }
 
 function editMessage(article, index, text = state.chat.messages[index].content) {
-  if (state.controller) return;
+  if (state.turn) return;
   const content = article.querySelector(".content");
   const editor = document.createElement("textarea");
   editor.value = text;
@@ -126,44 +130,40 @@ function editMessage(article, index, text = state.chat.messages[index].content) 
   });
 }
 
-// Runs a turn, shows where it ended and reads the chat again. Resolves to the turn's outcome
-// (turn.js) with {refused}: it failed before any of the answer came, and {reread}: the view
-// shows the chat as stored (else as it was shown before the turn).
+// Runs a turn (or watches the running one), shows where it ended and reads the chat again.
+// Resolves to the turn's outcome (turn.js) with {refused}: it failed before any of the answer
+// came, and {reread}: the view shows the chat as stored (else as it was shown before the turn).
 async function runTurn(open) {
-  const chat = state.chat;
   try {
     const turn = await streamTurn(open);
-    if (turn.stopped) {
-      if (state.chat === chat) showStopped(turn); // else it was stopped by opening another chat
-      return turn;
-    }
+    if (turn.left) return turn; // another chat was opened: the answer runs on without this view
     turn.refused = turn.problem !== null && !turn.arrived;
     showBanner(turn.problem || "");
     // LM Studio refused, or answered while the banner says it is down: look again.
     if ((turn.refused && turn.problem.startsWith("LM Studio")) || !$("#lmstudio").hidden) checkHealth();
     try {
-      await reloadChat();
+      // A turn that had ended when the page came to watch it (204) is not attached to again
+      // at once: a chat still marked running would repeat that; the list's next look will.
+      await openChat(state.name, { again: true, attach: !turn.absent });
       await loadChats();
       turn.reread = true;
     } catch (error) {
       if (turn.problem === null) throw error; // else the banner already says what is wrong
       turn.reread = false;
     }
+    if (turn.stopped) noteStopped(turn);
     return turn;
   } finally {
     settled();
   }
 }
 
-// chatproxy stores what was sent once it sees the client go: show that at once, with
-// Regenerate and Edit, rather than a re-read that may come before it is stored.
-function showStopped(turn) {
-  if (turn.arrived) state.chat.messages.push(turn.reply);
-  renderMessages();
+// The stopped reply, as stored (read again above), says it was stopped.
+function noteStopped(turn) {
   const note = document.createElement("p");
   note.className = "note";
   note.textContent = turn.arrived ? "Stopped. The part shown is kept." : "Stopped before the answer began.";
-  $("#messages").querySelector("article:last-of-type")?.append(note);
+  [...$("#messages").querySelectorAll("article:not(.streaming)")].at(-1)?.append(note);
 }
 
 // After a refused turn: the text the person typed goes back where they typed it.
@@ -185,7 +185,7 @@ export async function send(event) {
   event?.preventDefault();
   const input = $("#input");
   const content = input.value;
-  if (!content.trim() || !state.name || state.controller) return;
+  if (!content.trim() || !state.name || state.turn) return;
   input.value = "";
   const name = state.name;
   const shown = state.chat.messages.length;
@@ -209,7 +209,7 @@ export async function send(event) {
 }
 
 function regenerate() {
-  if (state.controller) return;
+  if (state.turn) return;
   const messages = state.chat.messages;
   const lastUser = messages.map((m) => m.role).lastIndexOf("user");
   state.chat.messages = messages.slice(0, lastUser + 1);

@@ -1,4 +1,4 @@
-// What the page holds between events: the listing, the open chat, the running stream.
+// What the page holds between events: the listing, the open chat, the turn it shows.
 export const $ = (selector) => document.querySelector(selector);
 
 export const state = {
@@ -7,5 +7,5 @@ export const state = {
   chat: null,
   branches: [],
   models: [],
-  controller: null, // the AbortController of the running stream
+  turn: null, // the turn this page shows streaming: {name, controller, stopping, opened}
 };
