@@ -26,7 +26,7 @@ from config import Config, ConfigError, load_config
 from handlers import Metrics, NotFoundHandler, Services, __version__, routes
 from handlers.metrics import count_across_processes
 from handlers.streams import SHUTTING_DOWN, StreamRegistry
-from lmstudio import Upstream
+from lmstudio import Upstreams
 from logs import configure_logging, log_request
 from store import ChatStore, StoreError
 from turns import TurnRegistry
@@ -59,14 +59,15 @@ def make_app(services: Services) -> Application:
 def make_services(config: Config) -> Services:
     store = ChatStore(config.chats_dir)
     store.open()
-    upstream = Upstream(
+    upstreams = Upstreams.build(
+        config.upstreams,
         config.lm_studio_url,
         connect_timeout=config.connect_timeout,
         idle_timeout=config.idle_timeout,
         max_requests=config.max_streams + UPSTREAM_EXTRA_CONNECTIONS,
     )
     streams, metrics = StreamRegistry(config.max_streams), Metrics()
-    return Services(config, store, upstream, streams, metrics, TurnRegistry(store, upstream, streams, metrics))
+    return Services(config, store, upstreams, streams, metrics, TurnRegistry(store, upstreams, streams, metrics))
 
 
 def raise_open_file_limit() -> None:
@@ -119,7 +120,9 @@ async def serve(config: Config, sockets: list[socket.socket]) -> int:
     server.add_sockets(internal)
     services.owner = services.turns.owner = "http://127.0.0.1:%d" % internal[0].getsockname()[1]
     log.info("Starting Chat Proxy Server %s on %s:%d", __version__, config.host, config.port)
-    log.info("LM Studio URL: %s", config.lm_studio_url)
+    for upstream in services.upstreams:
+        log.info("Upstream %s: %s", upstream.name, upstream.base_url)
+    services.upstreams.start()
     log.info("Event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
     log.info("Chats directory: %s", os.path.abspath(config.chats_dir))
     for warning in security_warnings(config):
@@ -144,7 +147,7 @@ async def serve(config: Config, sockets: list[socket.socket]) -> int:
         await asyncio.wait_for(server.close_all_connections(), ABORT_SETTLE_S)
     except asyncio.TimeoutError:
         log.warning("Some connections did not close in time")
-    services.upstream.close()
+    services.upstreams.close()
     services.peers.close()
     await services.store.close()  # waits for writes in flight
     log.info("Stopped")

@@ -6,11 +6,17 @@ built-in default. The config file is ``--config PATH``, else ``$CHATPROXY_CONFIG
 the file: the loader is handed ``argv`` and ``environ``, so tests never touch os.environ.
 
 A bad value raises ConfigError with one line that names the value and where it came from.
+
+Upstreams: ``[[upstreams]]`` tables in the file (name, url, api_key, context_length) list
+several; ``upstream.url`` (``--lm-studio-url``, ``LM_STUDIO_URL``) is the one-upstream
+shorthand. A URL given by flag or environment wins over the file's list, as flags and the
+environment win over the file everywhere.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +31,23 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class UpstreamSettings:
+    """One ``[[upstreams]]`` table."""
+
+    name: str
+    url: str
+    api_key: str | None = field(default=None, repr=False)  # never printed, never logged
+    context_length: int | None = None  # for its models when the server does not say
+
+
+@dataclass(frozen=True)
 class Config:
     host: str = "localhost"
     port: int = 8080
     workers: int = 1
     debug: bool = False
     lm_studio_url: str = "http://localhost:1234"
+    upstreams: tuple[UpstreamSettings, ...] = ()  # empty: one upstream, at lm_studio_url
     connect_timeout: float = 10.0
     idle_timeout: float = 300.0
     chats_dir: str = "./chats"
@@ -195,10 +212,14 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     flags = vars(_argument_parser().parse_args(argv))
     config_path, table = _read_config_file(flags["config"], environ)
     values: dict[str, Any] = {}
+    if "upstreams" in table:
+        values["upstreams"] = _upstream_list(table["upstreams"], config_path, environ)
     for setting in SETTINGS:
         source, raw = _find(setting, flags, environ, table, config_path)
         if source is None:
             continue
+        if setting.field == "lm_studio_url" and source in (setting.flag, f"environment variable {setting.env}"):
+            values.pop("upstreams", None)  # the shorthand, from a flag or the environment
         try:
             values[setting.field] = setting.parse(raw)
         except ValueError as error:
@@ -244,9 +265,62 @@ def _check_keys(path: Path, table: dict) -> None:
     known = {setting.key for setting in SETTINGS}
     sections = {key.split(".")[0] for key in known}
     for section, entries in table.items():
+        if section == "upstreams":
+            continue  # checked by _upstream_list
         if section not in sections or not isinstance(entries, dict):
             raise ConfigError(f"{path}: unknown section or key {section!r}")
         for key in entries:
             if f"{section}.{key}" not in known:
                 raise ConfigError(f"{path}: unknown key '{section}.{key}'")
 
+
+
+# -- [[upstreams]] ----------------------------------------------------------------------------
+
+UPSTREAM_KEYS = ("name", "url", "api_key", "context_length")
+# A name prefixes its models (NAME/MODEL), so it holds no slash.
+_UPSTREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _upstream_list(value: Any, path: Path, environ: Mapping[str, str]) -> tuple[UpstreamSettings, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(entry, dict) for entry in value):
+        raise ConfigError(f"{path}: 'upstreams' must be [[upstreams]] tables, each with a name and a url")
+    upstreams: list[UpstreamSettings] = []
+    for number, entry in enumerate(value, 1):
+        where = f"{path}: upstream #{number}"
+        unknown = [key for key in entry if key not in UPSTREAM_KEYS]
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(UPSTREAM_KEYS)})")
+        name = entry.get("name")
+        if not isinstance(name, str) or not _UPSTREAM_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: needs a name of letters, digits, '.', '_' or '-' (got {name!r})")
+        where = f"{path}: upstream '{name}'"
+        if any(upstream.name == name for upstream in upstreams):
+            raise ConfigError(f"{path}: two upstreams are named '{name}'")
+        if "url" not in entry:
+            raise ConfigError(f"{where} has no url")
+        try:
+            url = _url(entry["url"])
+        except ValueError as error:
+            raise ConfigError(f"{where}: invalid url {entry['url']!r}: {error}") from None
+        try:
+            context_length = _positive_integer(entry["context_length"]) if "context_length" in entry else None
+        except ValueError as error:
+            raise ConfigError(f"{where}: invalid context_length {entry['context_length']!r}: {error}") from None
+        api_key = _api_key(entry["api_key"], where, environ) if "api_key" in entry else None
+        upstreams.append(UpstreamSettings(name, url, api_key, context_length))
+    return tuple(upstreams)
+
+
+def _api_key(value: Any, where: str, environ: Mapping[str, str]) -> str:
+    """``"env:VAR"`` (the key is read from the environment), or the key itself."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f'{where}: api_key must be "env:VARIABLE" or the key')
+    if value.startswith("env:"):
+        variable = value[4:]
+        if not environ.get(variable):
+            raise ConfigError(f"{where}: api_key names the environment variable {variable}, which is not set")
+        value = environ[variable]
+    if not value.isprintable() or " " in value.strip():
+        raise ConfigError(f"{where}: api_key holds spaces or control characters")
+    return value.strip()

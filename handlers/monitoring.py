@@ -1,8 +1,10 @@
 """GET /health and GET /metrics.
 
-/health: is LM Studio reachable, can chats be written; 200 when all is well, else 503. It
-never needs the token (load balancers and uptime checks call it) and answers within about
-two seconds whatever LM Studio does.
+/health: each upstream's state (asked afresh: its models, context lengths, circuit, open
+requests), and can chats be written. "ok" when all is well; 200 while chats can be served
+(at least one upstream up and the folder writable), else 503. It never needs the token
+(load balancers and uptime checks call it) and answers within about two seconds whatever
+the upstreams do.
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST
-
-from lmstudio import UpstreamError
 
 from .base import BaseHandler
 from .version import __version__
@@ -24,25 +24,21 @@ class HealthHandler(BaseHandler):
     requires_token = False
 
     async def get(self) -> None:
-        upstream = self.services.upstream
-        try:
-            models = await upstream.list_models(UPSTREAM_CHECK_TIMEOUT_S)
-            reachable, problem = True, None
-        except UpstreamError as error:
-            models, reachable, problem = [], False, error.message
+        upstreams = self.services.upstreams
+        await upstreams.refreshed(UPSTREAM_CHECK_TIMEOUT_S, max_age=0)
+        states = [upstreams.describe(upstream) for upstream in upstreams]
         writable = await self.store.is_writable()
+        serving = writable and any(state["state"] == "up" for state in states)
         report = {
-            "status": "ok" if reachable and writable else "degraded",
-            "upstream": {"url": upstream.base_url, "reachable": reachable, "models": models},
+            "status": "ok" if writable and all(state["state"] == "up" for state in states) else "degraded",
+            "upstreams": states,
             "chats_dir_writable": writable,
             "active_streams": len(self.services.streams),
             "version": __version__,
             "uptime_s": round(time.monotonic() - self.services.started_at, 1),
         }
-        if problem:
-            report["upstream"]["error"] = problem
         self.set_header("Cache-Control", "no-store")
-        self.send_json(report, 200 if report["status"] == "ok" else 503)
+        self.send_json(report, 200 if serving else 503)
 
 
 class MetricsHandler(BaseHandler):

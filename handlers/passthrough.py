@@ -1,11 +1,13 @@
-"""/v1/...: LM Studio's OpenAI-compatible API through chatproxy, nothing stored.
+"""/v1/...: the upstreams' OpenAI-compatible API through chatproxy, nothing stored.
 
-Any method and path under /v1/ goes to ``{lm_studio_url}/v1/...`` with its body and the
-end-to-end headers; the answer comes back with its status, headers and body. An event
-stream goes through the same relay as PUT /chat (whole events, keep-alive, abort when the
-client leaves); anything else is passed on piece by piece as it arrives. LM Studio's own
-errors (including its 200 with an ``error`` body for unknown routes) are passed on as they
-are, so OpenAI clients see the error bodies they expect.
+Any method and path under /v1/ goes to ``{url}/v1/...`` of the upstream that offers the
+body's ``model`` (Upstreams.open: routing, and failover before the answer starts), with its
+body and the end-to-end headers; the answer comes back with its status, headers and body.
+An event stream goes through the same relay as PUT /chat (whole events, keep-alive, abort
+when the client leaves); anything else is passed on piece by piece as it arrives. The
+upstream's own errors (including LM Studio's 200 with an ``error`` body for unknown routes)
+are passed on as they are, so OpenAI clients see the error bodies they expect. With several
+upstreams, ``GET /v1/models`` is answered here: every upstream's list in one.
 """
 
 from __future__ import annotations
@@ -41,10 +43,14 @@ class PassthroughHandler(RelayHandler):
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
     async def forward(self, path: str) -> None:
+        upstreams = self.services.upstreams
+        if path == "models" and self.request.method == "GET" and len(upstreams) > 1:
+            self.send_json(await upstreams.model_list())
+            return
         self.take_stream_slot()
         upstream_path = "/v1/" + path + (f"?{self.request.query}" if self.request.query else "")
         body = self.body if self.request.method in ("POST", "PUT", "PATCH") else None
-        call = self.start_upstream(self.request.method, upstream_path, body, self._headers_to_send())
+        call = self.start_upstream(upstreams.open(self.request.method, upstream_path, body, self._headers_to_send()))
         head = await self.upstream_head(call)
         if head is None:
             return
@@ -53,6 +59,7 @@ class PassthroughHandler(RelayHandler):
             await self.relay_event_stream(call)
             return
         self.set_status(status)
+        self.clear_header("Content-Type")  # Tornado's default (text/html); the upstream's own follows
         for name, value in headers.get_all():
             if passed_back(name):
                 self.add_header(name, value)

@@ -69,9 +69,9 @@ class RelayHandler(BaseHandler):
 
     # -- the steps -------------------------------------------------------------------------
 
-    def start_upstream(self, method: str, path: str, body: bytes | None, headers: dict) -> UpstreamCall:
-        """Send the request to LM Studio now; the client leaving from here on aborts it."""
-        call = self.services.upstream.open(method, path, body, headers)
+    def start_upstream(self, call: UpstreamCall) -> UpstreamCall:
+        """Hold on to a call just opened (Upstreams.open_chat or open): the client leaving
+        from here on aborts it."""
         self._call = call
         if self._abort_reason is not None:
             call.abort(self._abort_reason)

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from config import Config
-from lmstudio import Upstream
+from lmstudio import Upstreams
 from store import ChatStore
 from turns import TurnRegistry
 
@@ -19,7 +19,7 @@ from .streams import StreamRegistry
 class Services:
     config: Config
     store: ChatStore
-    upstream: Upstream
+    upstreams: Upstreams
     streams: StreamRegistry
     metrics: Metrics
     turns: TurnRegistry

@@ -4,8 +4,10 @@
 answer (``delta.content``), the reasoning apart from it (``delta.reasoning_content``,
 DeepSeek-R1 style; ``delta.reasoning``, gpt-oss; or ``<think>…</think>`` inside the
 content when LM Studio's "separate reasoning_content" setting is off), the
-``finish_reason``, the model that answered and the token ``usage`` (the choices-less chunk
-``stream_options.include_usage`` asks for). Pieces are kept in lists and joined once.
+``finish_reason``, the model that answered, the token ``usage`` (the choices-less chunk
+``stream_options.include_usage`` asks for) and the upstream's own ``timings`` (llama.cpp's
+prompt and generation speeds), and which upstream answered (``answered_by``). Pieces are
+kept in lists and joined once. Reasoning is stored trimmed, wherever it came from.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 
 import jsonbytes
 
-from .client import UpstreamError
+from .errors import UpstreamError
 from .sse import Event
 
 _THINK = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.DOTALL)
@@ -32,6 +34,10 @@ def split_reasoning(text: str) -> tuple[str, str]:
 
 class ReplyCollector:
     def __init__(self) -> None:
+        self.who = "The upstream"  # how errors name the upstream, once known
+        self.upstream: str | None = None
+        self.failed_over: list[dict] = []
+        self.upstream_timings: dict | None = None
         self.started_at = time.monotonic()
         self.first_token_at: float | None = None
         self.content: list[str] = []
@@ -41,14 +47,20 @@ class ReplyCollector:
         self.usage: dict | None = None
         self.error: str | None = None
 
+    def answered_by(self, call) -> None:
+        """The UpstreamCall that answered (after its head): named in errors and in the reply."""
+        self.who = call.who
+        self.upstream = call.upstream.name if call.upstream is not None else None
+        self.failed_over = call.failed_over
+
     def __call__(self, event: Event) -> bool:
         """Keep what the event says; true when the event is LM Studio's last word."""
         try:
             chunk = jsonbytes.loads(event.data)  # a lone surrogate escape too: orjson refuses it
         except ValueError:
-            raise UpstreamError(502, "LM Studio sent an event that is not JSON", "bad_stream") from None
+            raise UpstreamError(502, f"{self.who} sent an event that is not JSON", "bad_stream") from None
         if not isinstance(chunk, dict):
-            raise UpstreamError(502, "LM Studio sent an event that is not a JSON object", "bad_stream")
+            raise UpstreamError(502, f"{self.who} sent an event that is not a JSON object", "bad_stream")
         if "error" in chunk:
             # OpenAI's in-stream error format (LM Studio 0.3.18+): relayed as it is, and
             # nothing comes after it.
@@ -59,6 +71,8 @@ class ReplyCollector:
             self.model = chunk["model"]
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
+        if isinstance(chunk.get("timings"), dict):
+            self.upstream_timings = chunk["timings"]
         choices = chunk.get("choices")
         if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
             return False
@@ -85,7 +99,9 @@ class ReplyCollector:
     def message(self) -> dict | None:
         """The assistant message to store, or None when LM Studio said nothing."""
         answer, thought = split_reasoning("".join(self.content))
-        reasoning = "\n\n".join(part for part in ("".join(self.reasoning), thought) if part)
+        reasoning = "\n\n".join(part.strip() for part in ("".join(self.reasoning), thought) if part.strip())
+        if reasoning:
+            answer = answer.lstrip()  # the blank line a model writes after its reasoning
         if not answer and not reasoning:
             return None
         message: dict = {"role": "assistant", "content": answer}
@@ -98,9 +114,15 @@ class ReplyCollector:
             message["model"] = self.model
         if self.usage:
             message["usage"] = self.usage
+        if self.upstream:
+            message["upstream"] = self.upstream
+        if self.failed_over:
+            message["failed_over"] = self.failed_over
         ended = time.monotonic()
         message["timings"] = {
             "first_token_ms": round(1000 * (self.first_token_at - self.started_at), 1) if self.first_token_at else None,
             "total_ms": round(1000 * (ended - self.started_at), 1),
         }
+        if self.upstream_timings:
+            message["timings"]["upstream"] = self.upstream_timings
         return message

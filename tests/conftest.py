@@ -44,7 +44,7 @@ def config(fake, chats_dir, request) -> Config:
 def services(config, io_loop):
     services = make_services(config)
     yield services
-    services.upstream.close()
+    services.upstreams.close()
     io_loop.run_sync(services.store.close)
 
 

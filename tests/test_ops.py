@@ -22,7 +22,9 @@ async def test_health_ok(proxy, fake):
     assert response.status == 200
     report = response.json
     assert report["status"] == "ok"
-    assert report["upstream"] == {"url": fake.url, "reachable": True, "models": [MODEL]}
+    [upstream] = report["upstreams"]
+    assert (upstream["name"], upstream["url"], upstream["state"]) == ("lmstudio", fake.url, "up")
+    assert upstream["models"] == [MODEL] and upstream["circuit"] == "closed" and "error" not in upstream
     assert report["chats_dir_writable"] is True
     assert report["active_streams"] == 0
     assert isinstance(report["version"], str) and report["uptime_s"] >= 0
@@ -32,11 +34,12 @@ async def test_health_ok(proxy, fake):
 async def test_health_degraded_when_upstream_is_down(proxy, services):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
-        services.upstream.base_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        services.upstreams.members[0].base_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
     response = await call(proxy, "GET", "/health")
     assert response.status == 503
     assert response.json["status"] == "degraded"
-    assert response.json["upstream"]["reachable"] is False
+    [upstream] = response.json["upstreams"]
+    assert upstream["state"] == "down" and "connection refused" in upstream["error"]
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -45,12 +48,12 @@ async def test_health_answers_within_two_seconds_when_upstream_hangs(proxy, serv
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     try:
-        services.upstream.base_url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        services.upstreams.members[0].base_url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         loop = asyncio.get_running_loop()
         started = loop.time()
         response = await call(proxy, "GET", "/health")
         assert loop.time() - started < 2.5
-        assert response.status == 503 and response.json["upstream"]["reachable"] is False
+        assert response.status == 503 and response.json["upstreams"][0]["state"] != "up"
     finally:
         silent.close()
 

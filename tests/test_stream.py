@@ -131,7 +131,7 @@ async def test_upstream_unreachable_is_502_naming_the_url(proxy, services, io_lo
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    services.upstream.base_url = f"http://127.0.0.1:{port}"
+    services.upstreams.members[0].base_url = f"http://127.0.0.1:{port}"
     await create(proxy)
     message = assert_error(await call(proxy, "PUT", "/chat", {"name": "demo", "message": HI}), 502)
     assert message == f"LM Studio is not reachable at http://127.0.0.1:{port}: connection refused"
@@ -155,7 +155,7 @@ async def test_connect_timeout_is_504(proxy, services):
         filler.connect_ex(("127.0.0.1", port))
         fillers.append(filler)
     try:
-        services.upstream.base_url = f"http://127.0.0.1:{port}"
+        services.upstreams.members[0].base_url = f"http://127.0.0.1:{port}"
         await create(proxy)
         message = assert_error(await call(proxy, "PUT", "/chat", {"name": "demo", "message": HI}), 504)
         assert "connect timeout" in message

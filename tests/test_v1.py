@@ -97,5 +97,5 @@ async def test_unreachable_upstream_is_our_json_error(proxy, services):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    services.upstream.base_url = f"http://127.0.0.1:{port}"
+    services.upstreams.members[0].base_url = f"http://127.0.0.1:{port}"
     assert "connection refused" in assert_error(await call(proxy, "GET", "/v1/models"), 502)
