@@ -50,7 +50,7 @@ class ReplyCollector:
     def answered_by(self, call) -> None:
         """The UpstreamCall that answered (after its head): named in errors and in the reply."""
         self.who = call.who
-        self.upstream = call.upstream.name if call.upstream is not None else None
+        self.upstream = call.upstream.name if call.upstream is not None and call.upstream.named else None
         self.failed_over = call.failed_over
 
     def __call__(self, event: Event) -> bool:

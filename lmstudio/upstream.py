@@ -71,6 +71,8 @@ class Upstream:
         context_length: int | None = None,
         who: str | None = None,
     ) -> None:
+        """``who`` is how errors name it when not by its name (the one-upstream shorthand:
+        "LM Studio"); such an upstream's name is not recorded on replies either."""
         self.name = name
         self.base_url = base_url
         self.client = client
@@ -78,7 +80,8 @@ class Upstream:
         self.idle_timeout = idle_timeout
         self.auth = f"Bearer {api_key}" if api_key else None  # never logged, never shown
         self.context_length = context_length  # from the config: for models the server says nothing about
-        self.who = who or f'Upstream "{name}"'  # how error messages name it
+        self.who = who or f'Upstream "{name}"'
+        self.named = who is None  # named in the config, not the shorthand
         self.open_requests = 0
         self.breaker = Breaker()
         self.catalog = Catalog()
