@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from tornado.iostream import StreamClosedError
-from tornado.web import Application, RequestHandler
+from tornado.web import Application, HTTPError, RequestHandler
 
 MODEL = "test-model"
 NO_MODELS = (
@@ -51,6 +51,8 @@ class Reply:
     content_type: str = "text/event-stream"
     stamp: bool = False  # each token is the monotonic send time (benchmarks)
     first_delay: float = 0.0  # seconds of "prompt processing" between the headers and the first token
+    error_body: dict | None = None  # with status >= 400: this body instead of LM Studio's
+    timings: dict | None = None  # llama.cpp's own speeds, in the last chunk
 
 
 def reply_for_model(model: object) -> Reply | None:
@@ -107,6 +109,12 @@ class FakeLMStudio:
         self.replying = 0  # completions received and neither answered nor closed yet
         self.on_request = None  # called with each chat completion body as it arrives
         self.models = [MODEL]
+        # Another server's ways: "llama.cpp" answers /props and /tokenize, and unknown routes
+        # with 404 (LM Studio: /api/v0/models, and 200 with an error for unknown routes).
+        self.flavor = "lmstudio"
+        self.context_length: int | None = None  # LM Studio: each model loaded with it; llama.cpp: n_ctx
+        self.models_hold: asyncio.Event | None = None  # GET /v1/models waits for it: a slow upstream
+        self.tokenized: list[str] = []  # the texts POST /tokenize was given
         self._changed = asyncio.Event()
 
     def changed(self) -> None:
@@ -152,7 +160,9 @@ class FakeLMStudio:
             [
                 (r"/v1/models", ModelsHandler, {"fake": self}),
                 (r"/v1/chat/completions", CompletionsHandler, {"fake": self}),
-                (r"/.*", UnknownRouteHandler),
+                (r"/api/v0/models", LMStudioModelsHandler, {"fake": self}),
+                (r"/(props|tokenize)", LlamaHandler, {"fake": self}),
+                (r"/.*", UnknownRouteHandler, {"fake": self}),
             ]
         )
 
@@ -161,16 +171,64 @@ class ModelsHandler(RequestHandler):
     def initialize(self, fake: FakeLMStudio) -> None:
         self.fake = fake
 
-    def get(self) -> None:
+    async def get(self) -> None:
+        if self.fake.models_hold is not None:
+            await self.fake.models_hold.wait()
         self.fake.headers.append(dict(self.request.headers))
         self.write({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "organization_owner"} for m in self.fake.models]})
 
 
 class UnknownRouteHandler(RequestHandler):
-    """LM Studio answers unknown routes with 200 and a plain-string error."""
+    """LM Studio answers unknown routes with 200 and a plain-string error; llama.cpp (and any
+    other ``flavor``, as vLLM does) with 404."""
+
+    def initialize(self, fake: FakeLMStudio) -> None:
+        self.fake = fake
 
     def prepare(self) -> None:
+        if self.fake.flavor != "lmstudio":
+            self.set_status(404)
+            self.finish({"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}})
+            return
         self.finish({"error": f"Unexpected endpoint or method. ({self.request.method} {self.request.path})"})
+
+
+class LMStudioModelsHandler(UnknownRouteHandler):
+    """LM Studio's own model list: each model's state, and the context it was loaded with."""
+
+    def prepare(self) -> None:
+        if self.fake.flavor != "lmstudio":
+            super().prepare()
+
+    def get(self) -> None:
+        loaded = self.fake.context_length
+        entries = [
+            {"id": model, "object": "model", "type": "llm", "state": "loaded" if loaded else "not-loaded", "max_context_length": 131072}
+            | ({"loaded_context_length": loaded} if loaded else {})
+            for model in self.fake.models
+        ]
+        self.finish({"object": "list", "data": entries})
+
+
+class LlamaHandler(UnknownRouteHandler):
+    """llama.cpp's /props (the context it serves with) and /tokenize (a token per word here)."""
+
+    def prepare(self) -> None:
+        if self.fake.flavor != "llama.cpp":
+            super().prepare()
+
+    def get(self, route: str) -> None:
+        if route != "props":
+            raise HTTPError(405)
+        settings = {"n_ctx": self.fake.context_length or 4096, "params": {"temperature": 0.8}}
+        self.finish({"default_generation_settings": settings, "total_slots": 1, "model_path": f"/models/{self.fake.models[0]}.gguf"})
+
+    def post(self, route: str) -> None:
+        if route != "tokenize":
+            raise HTTPError(405)
+        content = json.loads(self.request.body)["content"]
+        self.fake.tokenized.append(content)
+        self.finish({"tokens": list(range(len(content.split())))})
 
 
 class CompletionsHandler(RequestHandler):
@@ -216,7 +274,7 @@ class CompletionsHandler(RequestHandler):
         try:
             if reply.status >= 400:
                 self.set_status(reply.status)
-                self.finish({"error": {"message": reply.error or NO_MODELS, "type": "invalid_request_error", "param": "model", "code": "model_not_found"}})
+                self.finish(reply.error_body or {"error": {"message": reply.error or NO_MODELS, "type": "invalid_request_error", "param": "model", "code": "model_not_found"}})
             elif not body.get("stream"):
                 self.finish(self._completion(reply))
             else:
@@ -283,7 +341,8 @@ class CompletionsHandler(RequestHandler):
                 return
             if reply.interval:
                 await asyncio.sleep(reply.interval)
-        tail = event_bytes(chunk({}, "stop", created), reply.crlf)
+        last = chunk({}, "stop", created) | ({"timings": reply.timings} if reply.timings else {})
+        tail = event_bytes(last, reply.crlf)
         if reply.usage:
             usage = {"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": created, "model": MODEL, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": len(deltas), "total_tokens": 5 + len(deltas)}}
             tail += event_bytes(usage, reply.crlf)
@@ -294,10 +353,14 @@ class CompletionsHandler(RequestHandler):
 def main() -> None:
     parser = argparse.ArgumentParser(description="A fake LM Studio for benchmarks.")
     parser.add_argument("--port", type=int, default=1234)
+    parser.add_argument("--models", help="the model ids GET /v1/models lists, comma-separated")
     args = parser.parse_args()
 
     async def run() -> None:
-        FakeLMStudio(record=False).app().listen(args.port, "127.0.0.1", backlog=2048)
+        fake = FakeLMStudio(record=False)
+        if args.models:
+            fake.models = args.models.split(",")
+        fake.app().listen(args.port, "127.0.0.1", backlog=2048)
         await asyncio.Event().wait()
 
     asyncio.run(run())
