@@ -157,10 +157,15 @@ class UpstreamCall:
         self._head.set_result((status, headers))
 
     async def _fail_over_from(self, attempt: Attempt, status: int) -> None:
-        detail = error_message_from_body(await attempt.read_body())
+        """Read the 5xx answer's sentence for the record, then try the next upstream."""
+        try:
+            body = await attempt.read_body()
+        except Exception:  # the call was aborted meanwhile: its reason is what the caller gets
+            body = b""
         if self._abort_reason is not None:
             self._fail(self._abort_reason)
             return
+        detail = error_message_from_body(body)
         self._failed_before_head(attempt.upstream, UpstreamError(502, f"{attempt.upstream.who} answered {status}: {detail}", "http_error"))
 
     def _failed_before_head(self, upstream: Upstream, error: BaseException) -> None:

@@ -106,18 +106,24 @@ class Upstreams:
                 return asyncio.ensure_future(self._targets_when_known(model, encode))
             self._refresh_in_background()
         try:
-            choices = self.choose(model)
+            return self._route(model, encode)
         except UpstreamError as error:
             failed: asyncio.Future = asyncio.get_running_loop().create_future()
             failed.set_exception(error)
             return failed
-        encoded: dict[str | None, bytes | None] = {}
-        return [Target(upstream, encoded.setdefault(model_id, encode(model_id))) for upstream, model_id in choices]
 
     async def _targets_when_known(self, model: str | None, encode) -> list[Target]:
-        await self.refreshed()
-        targets = self._targets(model, encode)
-        return targets if isinstance(targets, list) else await targets
+        await self.refreshed()  # at most REFRESH_WAIT: a slow upstream is routed around
+        return self._route(model, encode)
+
+    def _route(self, model: str | None, encode) -> list[Target]:
+        encoded: dict[str | None, bytes | None] = {}
+        targets = []
+        for upstream, model_id in self.choose(model):
+            if model_id not in encoded:
+                encoded[model_id] = encode(model_id)
+            targets.append(Target(upstream, encoded[model_id]))
+        return targets
 
     # -- routing ---------------------------------------------------------------------------
 
