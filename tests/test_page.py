@@ -245,7 +245,7 @@ async def test_lm_studio_down_is_said_plainly(proxy, services, request):
 
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
-        services.upstream.base_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        services.upstreams.members[0].base_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
     await call(proxy, "POST", "/chat", {"name": "down", "model": MODEL})
     async with browser_page(proxy, request) as page:
         await page.get_by_role("button", name="down").click()
