@@ -72,7 +72,7 @@ async def test_a_storage_error_keeps_the_text_and_names_the_problem(proxy, chats
 
 @pytest.mark.gen_test(timeout=60)
 async def test_lm_studio_down_is_in_view_and_the_same_question_is_answered_not_asked_twice(proxy, fake, services, request):
-    services.upstream.base_url = closed_port_url()
+    services.upstreams.members[0].base_url = closed_port_url()
     fake.script.append(Reply(tokens=["Here now"]))
     await call(proxy, "POST", "/chat", {"name": "down", "model": MODEL})
     async with browser_page(proxy, request) as page:
@@ -83,7 +83,7 @@ async def test_lm_studio_down_is_in_view_and_the_same_question_is_answered_not_a
         await send(page, "Anyone there?")
         await kept(page, "Anyone there?", "LM Studio is not answering", "connection refused", "load a model")
         await expect(page.locator(".message.user")).to_have_count(1)  # stored, unanswered
-        services.upstream.base_url = fake.url
+        services.upstreams.members[0].base_url = fake.url
         await page.get_by_role("button", name="Check again").click()
         await expect(lmstudio).to_be_hidden()
         await page.get_by_label("Your message").press("Enter")

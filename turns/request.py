@@ -3,8 +3,6 @@ chat completion."""
 
 from __future__ import annotations
 
-COMPLETIONS_PATH = "/v1/chat/completions"
-REQUEST_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 # What of a stored message LM Studio is sent: never our own keys (reasoning, timings...).
 UPSTREAM_MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
 

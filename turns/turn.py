@@ -25,12 +25,12 @@ import time
 from typing import Any, Awaitable
 
 import jsonbytes
-from lmstudio import ReplyCollector, UpstreamError, error_message_from_body
+from lmstudio import ReplyCollector, UpstreamError
 from lmstudio.sse import Event, SSEDecoder, encode_data, encode_event
 from store import ChatNotFound, StoreError, chatfile
 
 from .log import EventLog
-from .request import COMPLETIONS_PATH, REQUEST_HEADERS, completion_request
+from .request import completion_request
 
 log = logging.getLogger("chatproxy.turn")
 
@@ -148,7 +148,7 @@ class Turn:
     async def _ask(self, chat: dict, durable: Awaitable[None]) -> None:
         """Ask LM Studio while the turn's start becomes durable (it hides behind prompt
         processing); nothing is relayed before it is."""
-        call = self._upstream.open("POST", COMPLETIONS_PATH, jsonbytes.dumps(completion_request(chat)), REQUEST_HEADERS)
+        call = self._upstream.open_chat(chat.get("model"), completion_request(chat))
         self._call = call
         if self._stop_reason is not None:
             call.abort(self._stop_reason)
@@ -159,14 +159,15 @@ class Turn:
             raise
         status, headers = await call.head()
         self.upstream_ms = round(1000 * (call.head_at - call.started_at), 2)
+        self.reply.answered_by(call)
         if status != 200 or not headers.get("Content-Type", "").startswith("text/event-stream"):
-            raise refusal(status, headers, await call.read_body())
+            raise await call.refusal(status, headers)
         self.accepted.set_result(None)
         self._journal_timer = self._loop.call_later(JOURNAL_INTERVAL_S, self._journal)
         await call.attach(self._on_piece)
         await call.finished()
         if self._last_word is None:
-            raise UpstreamError(502, "LM Studio ended the stream before it finished ([DONE] never came)", "dropped")
+            raise UpstreamError(502, f"{call.who} ended the stream before it finished ([DONE] never came)", "dropped")
 
     def _on_piece(self, piece: bytes) -> None:
         """The events one upstream read completes: into the reply and the log, at once."""
@@ -180,7 +181,7 @@ class Turn:
                     break
                 if self.reply(event):  # LM Studio's own error event: relayed as the last word
                     self._last_word = encode_event(Event(event.data, event.event))
-                    log.warning("Turn on chat '%s': LM Studio reported an error mid-reply: %s", self.name, self.reply.error)
+                    log.warning("Turn on chat '%s': %s reported an error mid-reply: %s", self.name, self.reply.who, self.reply.error)
                     self._metrics.upstream_errors.labels("in_stream").inc()
                     break
                 # The upstream's own ids would clash with the turn's sequence numbers.
@@ -259,12 +260,3 @@ class Turn:
         if self._journal_timer is not None:
             self._journal_timer.cancel()
 
-
-def refusal(status: int, headers, body: bytes) -> UpstreamError:
-    """The error to answer when LM Studio did not start an event stream."""
-    detail = error_message_from_body(body)
-    if status == 200:
-        # LM Studio answers unknown routes with 200 and an error body.
-        content_type = headers.get("Content-Type") or "no content type"
-        return UpstreamError(502, f"LM Studio did not answer with an event stream ({content_type}): {detail}", "not_a_stream")
-    return UpstreamError(status if status >= 400 else 502, f"LM Studio answered {status}: {detail}", "http_error")
