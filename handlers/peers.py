@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from lmstudio import ClientGone, Upstream, UpstreamError
+from lmstudio import ClientGone, Upstream, UpstreamError, UpstreamHTTPClient
 from lmstudio.sse import KEEP_ALIVE, SSEDecoder, encode_event
 
 from .errors import ApiError
@@ -26,19 +26,23 @@ PASSED_ON_HEADERS = ("Last-Event-ID", "Authorization", "Content-Type")
 
 
 class Peers:
-    """One HTTP client per peer address, made when first needed."""
+    """Each peer address as an Upstream, all on one HTTP client made when first needed."""
 
     def __init__(self) -> None:
         self._clients: dict[str, Upstream] = {}
+        self._http: UpstreamHTTPClient | None = None
 
     def client(self, address: str) -> Upstream:
         if address not in self._clients:
-            self._clients[address] = Upstream(address, PEER_CONNECT_TIMEOUT_S, PEER_IDLE_TIMEOUT_S, max_requests=1000)
+            if self._http is None:
+                self._http = UpstreamHTTPClient(force_instance=True, max_clients=1000)
+            who = f"The chatproxy process at {address}"
+            self._clients[address] = Upstream(address, address, self._http, PEER_CONNECT_TIMEOUT_S, PEER_IDLE_TIMEOUT_S, who=who)
         return self._clients[address]
 
     def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
+        if self._http is not None:
+            self._http.close()
 
 
 def owner_elsewhere(handler, chat: dict) -> str | None:

@@ -9,6 +9,7 @@ Nothing here knows a route or a chat.
 
 from .call import UpstreamCall
 from .errors import ClientGone, UpstreamError, error_detail, error_message_from_body
+from .http import UpstreamHTTPClient
 from .prompt import Fit, PromptTooLong, estimate_tokens, fit_messages, reply_room
 from .reply import ReplyCollector
 from .upstream import Upstream
@@ -22,6 +23,7 @@ __all__ = [
     "Upstream",
     "UpstreamCall",
     "UpstreamError",
+    "UpstreamHTTPClient",
     "Upstreams",
     "error_detail",
     "error_message_from_body",

@@ -4,9 +4,11 @@ import * as server from "./api.js";
 import { $ } from "./state.js";
 
 function problem(report) {
-  const upstream = report.upstream || {};
+  // The first upstream that is not up, else the first (GET /health lists each).
+  const upstreams = report.upstreams || [];
+  const upstream = upstreams.find((each) => each.state !== "up") || upstreams[0] || {};
   const where = upstream.url ? ` at ${upstream.url}` : "";
-  if (!upstream.reachable) {
+  if (upstream.state !== "up") {
     const why = upstream.error ? ` (${upstream.error.replace(/[.\s]+$/, "")})` : "";
     return ["unreachable", `LM Studio is not reachable${where}${why}. Start LM Studio and turn its local server on `
       + "(Developer tab, or lms server start), or point chatproxy at it with lm_studio.url; then check again."];

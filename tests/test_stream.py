@@ -275,19 +275,15 @@ async def test_concurrent_turns_on_one_chat_run_in_order_and_lose_nothing(proxy,
 @pytest.mark.gen_test
 async def test_other_requests_answer_while_a_stream_waits(proxy, fake):
     hold = asyncio.Event()
-    fake.script.append(Reply(tokens=["done"], hold=hold))
+    fake.script.append(Reply(tokens=["do", "ne"], hold=hold, hold_at=1))
     await create(proxy)
     await create(proxy, "other")
-    running = asyncio.ensure_future(turn(proxy))
+    relayed = asyncio.Event()  # the first event goes out only once the user's message is durable
+    running = asyncio.ensure_future(turn(proxy, stop=lambda result: bool(result.events) and relayed.set()))
     await fake.wait_held()
+    await asyncio.wait_for(relayed.wait(), 5)
     assert (await call(proxy, "GET", "/chats")).status == 200
-    # LM Studio is asked while the user's message is written (it must be durable only before
-    # the first event), so the message may show up a moment after the upstream was reached.
-    for _ in range(200):
-        if (await call(proxy, "GET", "/chat?name=demo")).json["chat"]["messages"] == [HI]:
-            break
-    else:
-        raise AssertionError("the user's message never showed up while the stream waited")
+    assert (await call(proxy, "GET", "/chat?name=demo")).json["chat"]["messages"] == [HI]
     other = await turn(proxy, "other")
     assert other.content() == "Hello, world!"
     assert (await call(proxy, "DELETE", "/chat?name=other")).status == 200
