@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from turns.request import OVERFLOW_POLICIES
+
 from .errors import ApiError
 
 MESSAGE_ROLES = ("user", "system", "assistant", "tool")
@@ -87,6 +89,10 @@ def settings(body: dict[str, Any], max_size: int) -> dict[str, Any]:
         changes["temperature"] = number(body, "temperature", 0.7, 0, 2)
     if "max_tokens" in body:
         changes["max_tokens"] = max_tokens(body)
+    if "context_overflow" in body:
+        if body["context_overflow"] not in OVERFLOW_POLICIES:
+            raise ApiError(400, f"'context_overflow' must be one of {', '.join(OVERFLOW_POLICIES)}")
+        changes["context_overflow"] = body["context_overflow"]
     if "system_prompt" in body:
         prompt = body["system_prompt"]
         if prompt is not None:

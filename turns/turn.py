@@ -30,7 +30,7 @@ from lmstudio.sse import Event, SSEDecoder, encode_data, encode_event
 from store import ChatNotFound, StoreError, chatfile
 
 from .log import EventLog
-from .request import completion_request
+from .request import fitted_request
 
 log = logging.getLogger("chatproxy.turn")
 
@@ -82,6 +82,7 @@ class Turn:
         self._complete = False  # the stream ended with [DONE]
         self._journaled_events = 0
         self._journal_timer: asyncio.TimerHandle | None = None
+        self._truncation: dict | None = None  # what was left out to fit the model's context
         self._journaling: asyncio.Future | None = None
 
     # -- what handlers and the registry call ------------------------------------------------
@@ -148,7 +149,8 @@ class Turn:
     async def _ask(self, chat: dict, durable: Awaitable[None]) -> None:
         """Ask LM Studio while the turn's start becomes durable (it hides behind prompt
         processing); nothing is relayed before it is."""
-        call = self._upstream.open_chat(chat.get("model"), completion_request(chat))
+        body, self._truncation = await fitted_request(chat, self._upstream)
+        call = self._upstream.open_chat(body["model"], body)
         self._call = call
         if self._stop_reason is not None:
             call.abort(self._stop_reason)
@@ -221,8 +223,11 @@ class Turn:
         could not be stored."""
         if self._journaling is not None:
             await asyncio.wait([self._journaling])  # its write must not land after the commit
+        message = self.reply.message()
+        if message is not None and self._truncation is not None:
+            message["truncated"] = self._truncation
         try:
-            await self._store.end_turn(self.name, self.id, self.reply.message())
+            await self._store.end_turn(self.name, self.id, message)
         except ChatNotFound:
             log.warning("Chat '%s' was deleted during its turn; the reply was not stored", self.name)
             return f"Chat '{self.name}' was deleted during its turn; the reply was not stored"
