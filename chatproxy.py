@@ -40,6 +40,8 @@ UPSTREAM_EXTRA_CONNECTIONS = 64
 LISTEN_BACKLOG = 1024
 # Allocations between young collections (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 10_000
+# How long the start-up report waits for the upstreams' model lists.
+UPSTREAM_REPORT_WAIT_S = 3.0
 # How long aborted streams get to store their partial replies before the process exits.
 ABORT_SETTLE_S = 10
 
@@ -120,13 +122,12 @@ async def serve(config: Config, sockets: list[socket.socket]) -> int:
     server.add_sockets(internal)
     services.owner = services.turns.owner = "http://127.0.0.1:%d" % internal[0].getsockname()[1]
     log.info("Starting Chat Proxy Server %s on %s:%d", __version__, config.host, config.port)
-    for upstream in services.upstreams:
-        log.info("Upstream %s: %s", upstream.name, upstream.base_url)
     services.upstreams.start()
     log.info("Event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
     log.info("Chats directory: %s", os.path.abspath(config.chats_dir))
     for warning in security_warnings(config):
         log.warning("%s", warning)
+    upstreams_reported = asyncio.ensure_future(report_upstreams(services.upstreams))
 
     tune_garbage_collector()
     signals = StopSignals()
@@ -147,11 +148,31 @@ async def serve(config: Config, sockets: list[socket.socket]) -> int:
         await asyncio.wait_for(server.close_all_connections(), ABORT_SETTLE_S)
     except asyncio.TimeoutError:
         log.warning("Some connections did not close in time")
+    upstreams_reported.cancel()
     services.upstreams.close()
     services.peers.close()
     await services.store.close()  # waits for writes in flight
     log.info("Stopped")
     return 0
+
+
+async def report_upstreams(upstreams) -> None:
+    """Say at start-up whether each upstream answered and with how many models, and what to
+    do when one did not: the first thing to know when no chat works."""
+    await upstreams.refreshed(UPSTREAM_REPORT_WAIT_S, max_age=0)
+    for upstream in upstreams:
+        state = upstreams.describe(upstream)
+        if state["state"] == "up" and state["models"]:
+            shown = ", ".join(state["models"][:5]) + (", …" if len(state["models"]) > 5 else "")
+            log.info("Upstream %s at %s answered: %d model(s): %s", upstream.name, upstream.base_url, len(state["models"]), shown)
+        elif state["state"] == "up":
+            log.warning("Upstream %s at %s answered but offers no model: load one (in LM Studio, or `lms load`)", upstream.name, upstream.base_url)
+        else:
+            log.warning(
+                "Upstream %s at %s did not answer (%s): start its server (LM Studio: Developer tab, or "
+                "`lms server start`) or point --lm-studio-url at it; chatproxy keeps trying",
+                upstream.name, upstream.base_url, state.get("error", state["state"]),
+            )
 
 
 class PortInUse(OSError):

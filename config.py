@@ -197,15 +197,25 @@ def _argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatproxy.py",
         description="chatproxy: keeps your LM Studio chats and streams the replies.",
+        epilog="Every setting, its config.toml key and environment variable: docs/configuration.md",
     )
-    parser.add_argument("--config", metavar="PATH", help="config file (default: config.toml)")
-    parser.add_argument("--host", help="bind address (default: localhost)")
-    parser.add_argument("--port", help="listen port (default: 8080)")
-    parser.add_argument("--workers", metavar="N", help="server processes sharing the port (default: 1)")
-    parser.add_argument("--lm-studio-url", metavar="URL", help="LM Studio base URL")
-    parser.add_argument("--chats-dir", metavar="DIR", help="chat storage folder")
-    parser.add_argument("--debug", action="store_const", const="true", help="verbose logging")
+    parser.add_argument("--config", metavar="PATH", help="config file (default: config.toml beside chatproxy.py; env CHATPROXY_CONFIG)")
+    parser.add_argument("--host", help=_help("host", "bind address"))
+    parser.add_argument("--port", help=_help("port", "listen port"))
+    parser.add_argument("--workers", metavar="N", help=_help("workers", "server processes sharing the port"))
+    parser.add_argument("--lm-studio-url", metavar="URL", help=_help("lm_studio_url", "LM Studio's (or any OpenAI-compatible server's) base URL"))
+    parser.add_argument("--chats-dir", metavar="DIR", help=_help("chats_dir", "the chats folder"))
+    parser.add_argument("--debug", action="store_const", const="true", help=_help("debug", "verbose logging"))
     return parser
+
+
+def _help(field: str, text: str) -> str:
+    """A flag's help: what it sets, its default, and where else it can be set."""
+    setting = next(setting for setting in SETTINGS if setting.field == field)
+    default = getattr(Config(), field)
+    shown = str(default).lower() if isinstance(default, bool) else default
+    env = f"; env {setting.env}" if setting.env else ""
+    return f"{text} (default: {shown}{env}; {setting.key} in the config file)"
 
 
 def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+EXCERPT_CHARS = 200
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_HEAD = re.compile(r"<(script|style|head)\b.*?</\1>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
 
 
 class UpstreamError(Exception):
@@ -40,9 +46,9 @@ def error_message_from_body(body: bytes) -> str:
     try:
         parsed = json.loads(text)
     except ValueError:
-        return text[:500] or "(empty body)"
+        return excerpt(text)
     if not isinstance(parsed, dict):
-        return text[:500]
+        return excerpt(text)
     error: Any = parsed.get("error", parsed)
     if isinstance(error, str):
         return error
@@ -54,3 +60,16 @@ def error_message_from_body(body: bytes) -> str:
         if key != "message" and isinstance(value, (str, int, float)) and not isinstance(value, bool)
     ]
     return error["message"] + (f" ({', '.join(facts)})" if facts else "")
+
+
+def excerpt(text: str) -> str:
+    """A body that is no JSON, shortened for a person: an HTML page (a proxy's or a web
+    server's error page) by its title or its words, anything else by its start."""
+    if text[:1] == "<":
+        title = _TITLE.search(text)
+        words = title.group(1) if title else _TAG.sub(" ", _HEAD.sub(" ", text))
+        text = f"an HTML page: {' '.join(words.split())}"
+    text = " ".join(text.split())
+    if not text:
+        return "(empty body)"
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"

@@ -51,7 +51,7 @@ class Reply:
     content_type: str = "text/event-stream"
     stamp: bool = False  # each token is the monotonic send time (benchmarks)
     first_delay: float = 0.0  # seconds of "prompt processing" between the headers and the first token
-    error_body: dict | None = None  # with status >= 400: this body instead of LM Studio's
+    error_body: dict | bytes | None = None  # with status >= 400: this body instead of LM Studio's (bytes: an HTML page)
     timings: dict | None = None  # llama.cpp's own speeds, in the last chunk
 
 
@@ -274,6 +274,8 @@ class CompletionsHandler(RequestHandler):
         try:
             if reply.status >= 400:
                 self.set_status(reply.status)
+                if isinstance(reply.error_body, bytes):
+                    self.set_header("Content-Type", "text/html")
                 self.finish(reply.error_body or {"error": {"message": reply.error or NO_MODELS, "type": "invalid_request_error", "param": "model", "code": "model_not_found"}})
             elif not body.get("stream"):
                 self.finish(self._completion(reply))

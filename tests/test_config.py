@@ -133,3 +133,13 @@ def test_runs_on_uvloop_where_installed_and_on_asyncio_without(monkeypatch):
     assert run_event_loop(loop_module()).startswith("uvloop")
     monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed: import fails
     assert run_event_loop(loop_module()).startswith("asyncio")
+
+
+def test_help_shows_each_flags_default_and_variable(capsys):
+    with pytest.raises(SystemExit):
+        load_config(["--help"], {})
+    shown = " ".join(capsys.readouterr().out.split())
+    for text in ("--port PORT listen port (default: 8080; env CHATPROXY_PORT",
+                 "(default: http://localhost:1234; env LM_STUDIO_URL", "(default: ./chats; env CHATS_DIR",
+                 "(default: 1; env CHATPROXY_WORKERS", "(default: false; env CHATPROXY_DEBUG"):
+        assert text in shown, text

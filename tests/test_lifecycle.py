@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from tests.fake_lmstudio import MODEL, Reply
-from tests.helpers import call, child_pids, has_exited, start_server, stop_server, stream, wait_for
+from tests.helpers import call, child_pids, free_port, has_exited, start_server, stop_server, stream, wait_for
 
 
 async def read_until(process, text: str, timeout: float = 10) -> str:
@@ -125,5 +125,24 @@ async def test_workers_share_the_port_count_metrics_together_and_a_dead_one_is_r
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 20) == 0
         assert all(has_exited(pid) for pid in child_pids(process.pid) + workers[1:])
+    finally:
+        await stop_server(process)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_start_up_says_whether_the_upstream_answered_and_with_how_many_models(project_root, clean_env, tmp_path, fake):
+    fake.models = ["alpha", "beta"]
+    process, _ = await start_server(project_root, clean_env, tmp_path, fake)
+    try:
+        said = await read_until(process, "answered")
+        assert "answered: 2 model(s): alpha, beta" in said.splitlines()[-1]
+    finally:
+        await stop_server(process)
+    fake.url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    (tmp_path / "down").mkdir()
+    process, _ = await start_server(project_root, clean_env, tmp_path / "down", fake)
+    try:
+        said = (await read_until(process, "did not answer")).splitlines()[-1]
+        assert "connection refused" in said and "lms server start" in said
     finally:
         await stop_server(process)

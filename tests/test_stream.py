@@ -323,3 +323,13 @@ async def test_the_error_event_reaches_the_client_only_once_the_partial_reply_is
     result = await turn(proxy, stop=look_at_the_error)
     assert "middle of the reply" in error_event(result)["message"]
     assert on_disk_at_error == ["Partial"]
+
+
+@pytest.mark.gen_test
+async def test_an_upstream_error_page_in_html_is_named_by_its_title_not_pasted_whole(proxy, fake):
+    page = b"<html><head><title>502 Bad Gateway</title><style>body{}</style></head><body><h1>502 Bad Gateway</h1><hr><center>nginx</center>" + b"<p>padding</p>" * 500 + b"</body></html>"
+    fake.script.append(Reply(status=502, error_body=page))
+    await create(proxy)
+    message = assert_error(await call(proxy, "PUT", "/chat", {"name": "demo", "message": HI}), 502)
+    assert "an HTML page: 502 Bad Gateway" in message
+    assert "<" not in message and len(message) < 300
