@@ -24,7 +24,7 @@ STEPS = ["temp_create", "write", "fsync", "rename", "folder_fsync", "lock_open"]
 class FaultyOs:
     """``os`` as store/files.py sees it, with the planned fault: ``step`` fails with ``number``,
     or takes ``delay`` seconds longer. Steps: temp_create, write, fsync, rename, folder_fsync,
-    lock_open (a chat's .lock or .turn file)."""
+    lock_open (a chat's .lock or .turn file), journal (a turn's journal record)."""
 
     def __init__(self) -> None:
         self.step: str | None = None
@@ -65,6 +65,10 @@ class FaultyOs:
     def replace(self, source, target):
         self._maybe_fail("rename")
         return os.replace(source, target)
+
+    def pwrite(self, fd, data, offset):
+        self._maybe_fail("journal")  # store/turnfile.py's records
+        return os.pwrite(fd, data, offset)
 
 
 @pytest.fixture
@@ -197,3 +201,30 @@ async def test_lm_studio_is_asked_during_the_write_and_nothing_is_relayed_before
     assert result.status == 200 and result.content() == "Hello, world!"
     assert when_asked == ["Hello, world!"]  # the previous reply: the new message was not on disk yet
     assert at_first_event == ["second"]
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_storage_fault_while_journaling_ends_the_turn_with_the_storage_error_and_the_chat_stays_whole(proxy, chats_dir, fake, services, monkeypatch):
+    from store import turnfile
+    from turns import turn as turn_module
+
+    await a_chat_with_one_turn(proxy, chats_dir)
+    monkeypatch.setattr(turn_module, "JOURNAL_INTERVAL_S", 0.05)
+    fake.script.append(Reply(tokens=["one ", "two ", "three"], hold=asyncio.Event(), hold_at=2))
+    running = asyncio.ensure_future(stream(proxy, "/chat", {"name": "demo", "message": {"role": "user", "content": "second"}}))
+    await fake.wait_held()
+    full = FaultyOs()
+    full.step, full.number = "journal", errno.ENOSPC
+    monkeypatch.setattr(turnfile, "os", full)
+    result = await running
+    last = json.loads(result.data[-1])["error"]
+    assert last["type"] == "storage" and "full" in last["message"], last
+    assert await fake.wait_closed() == 1  # LM Studio's request was closed
+    chat = json.loads((chats_dir / "demo.json").read_text())  # whole, and holds the question
+    assert chat["messages"][-1]["content"] == "second"
+    monkeypatch.setattr(turnfile, "os", os)
+    after = await stream(proxy, "/chat", {"name": "demo", "message": {"role": "user", "content": "third"}})
+    assert after.status == 200 and after.data[-1] == "[DONE]"
+    stored = json.loads((chats_dir / "demo.json").read_text())["messages"]
+    assert [m["content"] for m in stored[-2:]] == ["third", "Hello, world!"]
+    assert "running_turn" not in json.loads((chats_dir / "demo.json").read_text())
