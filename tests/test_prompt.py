@@ -92,7 +92,8 @@ def test_error_bodies_keep_the_upstreams_type_and_figures():
     )
     assert error_message_from_body(b'{"error": "Unexpected endpoint or method. (GET /x)"}') == "Unexpected endpoint or method. (GET /x)"
     assert error_message_from_body(b'{"error": {"message": "m", "param": null}}') == "m"
-    assert error_message_from_body(b"<html>bad gateway</html>") == "<html>bad gateway</html>"
+    assert error_message_from_body(b"<html>bad gateway</html>") == "an HTML page: bad gateway"
+    assert len(error_message_from_body(b"x" * 5000)) == 200
     assert error_message_from_body(b"") == "(empty body)"
 
 
