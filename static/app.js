@@ -12,7 +12,7 @@
 //   liveness.js      turns run elsewhere show up: the list read again, a running chat attached
 //   router.js        the open chat's URL, #/chat/NAME
 //   dialogs.js       new, rename, delete, settings, export
-//   models.js        LM Studio's models and the model pickers
+//   models.js        the models listed (by upstream, when several) and the model pickers
 //   health.js        the banner that says LM Studio is down or has no model
 //   notices.js       what the page says when something goes wrong
 //   markdown.js      escape-first Markdown

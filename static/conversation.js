@@ -4,8 +4,8 @@ import * as server from "./api.js";
 import { loadChats, markCurrent } from "./chatlist.js";
 import { keepUp } from "./follow.js";
 import { checkHealth } from "./health.js";
-import { addTool, messageElement, versionsElement } from "./messages.js";
-import { guarded, showBanner } from "./notices.js";
+import { addTool, messageElement, truncationNotice, versionsElement } from "./messages.js";
+import { guarded, showBanner, upstreamTrouble } from "./notices.js";
 import { $, state } from "./state.js";
 import { leaveTurn, settled, streamTurn } from "./turn.js";
 
@@ -69,6 +69,8 @@ function renderMessages() {
   // A branch that parts at the end of the conversation (e.g. a regenerated last reply).
   const tail = state.branches.find((place) => place.index === messages.length);
   if (tail) list.append(branchVersions(tail));
+  const notice = truncationNotice(messages);
+  if (notice) list.querySelector(`article[data-index="${notice.before}"]`).before(notice.element);
   keepUp();
 }
 
@@ -139,8 +141,8 @@ async function runTurn(open) {
     if (turn.left) return turn; // another chat was opened: the answer runs on without this view
     turn.refused = turn.problem !== null && !turn.arrived;
     showBanner(turn.problem || "");
-    // LM Studio refused, or answered while the banner says it is down: look again.
-    if ((turn.refused && turn.problem.startsWith("LM Studio")) || !$("#lmstudio").hidden) checkHealth();
+    // An upstream refused, or answered while the banner says it is down: look again.
+    if ((turn.refused && upstreamTrouble(turn.problem)) || !$("#lmstudio").hidden) checkHealth();
     try {
       // A turn that had ended when the page came to watch it (204) is not attached to again
       // at once: a chat still marked running would repeat that; the list's next look will.

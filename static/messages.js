@@ -15,9 +15,16 @@ function splitThink(text) {
   return { answer: answer.trimStart(), reasoning: reasoning.filter(Boolean).join("\n\n") };
 }
 
+// Which upstream answered (named upstreams only), and the ones it failed over from.
+function answeredBy(message) {
+  const failed = (message.failed_over || []).map((attempt) => attempt.upstream);
+  return failed.length ? `answered by ${message.upstream} after ${failed.join(", ")} failed` : `answered by ${message.upstream}`;
+}
+
 function stats(message) {
   const parts = [];
   if (message.model) parts.push(message.model);
+  if (message.upstream) parts.push(answeredBy(message));
   const usage = message.usage;
   const timings = message.timings;
   if (usage && usage.completion_tokens != null) parts.push(`${usage.completion_tokens} tokens`);
@@ -66,7 +73,10 @@ export function fillMessage(article, message) {
   const content = article.querySelector(".content");
   content.innerHTML = render(answer);
   addCodeCopyButtons(content);
-  article.querySelector(".stats").textContent = message.role === "assistant" ? stats(message) : "";
+  const footer = article.querySelector(".stats");
+  footer.textContent = message.role === "assistant" ? stats(message) : "";
+  // Why the upstreams before it failed, for the curious (a hover, a long press).
+  footer.title = (message.failed_over || []).map((attempt) => attempt.error).join("\n");
 }
 
 // The other versions from one place in the conversation; ``pick(alternative)`` shows one.
@@ -84,6 +94,21 @@ export function versionsElement(branch, pick) {
     details.append(button);
   }
   return details;
+}
+
+// The latest reply sent without older messages (the chat outgrew the model's context) says so
+// above the first message sent after the gap: {before: that message's index, element}, or null.
+export function truncationNotice(messages) {
+  const reply = messages.findLast((message) => message.truncated);
+  if (!reply) return null;
+  const { left_out: [first, last], context_length: context } = reply.truncated;
+  if (!(last + 1 < messages.length)) return null;
+  const notice = document.createElement("p");
+  notice.className = "context-note";
+  const which = first === last ? `Older message ${first + 1} was` : `Older messages ${first + 1}–${last + 1} were`;
+  const size = context ? ` (context ${context.toLocaleString("en")} tokens)` : "";
+  notice.textContent = `${which} not sent to the model${size}.`;
+  return { before: last + 1, element: notice };
 }
 
 export function addTool(article, label, action) {

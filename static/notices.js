@@ -9,12 +9,17 @@ export function showBanner(text) {
 }
 
 const CHAT_GONE = /^Chat '.*' not found$/s;
+const UPSTREAM_NAMED = /^(Upstream "|No upstream)/; // several upstreams: the error names them
+
+// Whether ``text`` (explain's) says an upstream refused or is down: /health is worth asking.
+export const upstreamTrouble = (text) => text.startsWith("LM Studio") || UPSTREAM_NAMED.test(text);
 
 export function explain(error) {
   if (error instanceof Unreachable) return error.message;
   if (!(error instanceof ApiError)) return `Something went wrong in the page: ${error.message || error}. Reload the page and try again.`;
   const { status } = error;
   const message = error.message.replace(/[.\s]+$/, ""); // it ends a clause here
+  if (UPSTREAM_NAMED.test(message)) return `${message}. Check that upstream, or pick a model another one offers (Settings), then try again.`;
   if (status === 502 || status === 504) {
     return `LM Studio is not answering: ${message}. Start LM Studio, turn its server on and load a model, then try again.`;
   }

@@ -6,6 +6,7 @@ export const state = {
   name: null, // the open chat
   chat: null,
   branches: [],
-  models: [],
+  models: [], // the model ids listed (several upstreams: the plain ones, routed)
+  upstreams: null, // several upstreams: each one's name, state, error, and the ids it offers
   turn: null, // the turn this page shows streaming: {name, controller, stopping, opened}
 };

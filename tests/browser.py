@@ -93,5 +93,10 @@ async def eventually(probe, check, what: str, timeout: float = 10):
     return value
 
 
+async def fits_the_width(page, width: int = PHONE["width"]) -> None:
+    scrolled = await page.evaluate("() => document.documentElement.scrollWidth")
+    assert scrolled <= width, f"the page is {scrolled} px wide: it scrolls sideways"
+
+
 async def clipboard(page) -> str:
     return await page.evaluate("() => navigator.clipboard.readText()")

@@ -32,6 +32,9 @@ async def test_create_stream_and_reload_shows_the_saved_turns(proxy, fake, reque
         await expect(reply.locator(".content strong")).to_have_text("answer")
         await expect(reply.locator(".stats")).to_contain_text("2 tokens")
         await expect(reply.locator(".stats")).to_contain_text("tokens/s")
+        await expect(reply.locator(".stats")).not_to_contain_text("answered by")  # one upstream: not named
+        await expect(page.locator("#new-model optgroup")).to_have_count(0)  # one upstream: LM Studio's list as it is
+        await expect(page.locator(".context-note")).to_have_count(0)
         assert await stored(proxy, "First%20chat") == [("user", "Hello there"), ("assistant", "Streamed **answer**")]
         await page.reload()
         await page.get_by_role("button", name="First chat").click()

@@ -8,15 +8,10 @@ import asyncio
 import pytest
 from playwright.async_api import expect
 
-from tests.browser import PHONE, answered, browser_page, needs_chromium, new_chat, send, stored
+from tests.browser import PHONE, answered, browser_page, fits_the_width, needs_chromium, new_chat, send, stored
 from tests.fake_lmstudio import Reply
 
 pytestmark = needs_chromium
-
-
-async def fits_the_width(page) -> None:
-    width = await page.evaluate("() => document.documentElement.scrollWidth")
-    assert width <= PHONE["width"], f"the page is {width} px wide: it scrolls sideways"
 
 
 async def open_list(page) -> None:

@@ -1,6 +1,7 @@
 """Reading in the page, in a real browser: the view follows a streaming answer only while the
 person reads at the bottom, Stop leaves Regenerate and Edit at hand, a cue before the first
-token, tables and copy buttons, and a URL per chat."""
+token, tables and copy buttons, a URL per chat, and a chat that outgrew the model's context
+says which older messages were not sent."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from playwright.async_api import expect
 from tests.browser import answered, browser_page, clipboard, eventually, needs_chromium, new_chat, send, stored
 from tests.fake_lmstudio import MODEL, Reply
 from tests.helpers import call
+from tests.test_context import LONG, a_long_chat
 
 pytestmark = needs_chromium
 
@@ -151,3 +153,18 @@ async def test_each_chat_has_a_url_that_reload_back_and_bookmarks_reopen(proxy, 
         await expect(stale.locator("#banner")).to_contain_text("Chat 'gone' not found")
         await expect(stale.locator("#banner")).to_contain_text("Pick a chat from the list")
         await expect(stale.locator("#empty")).to_be_visible()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_chat_that_outgrew_the_context_says_which_older_messages_were_not_sent(proxy, fake, request):
+    await a_long_chat(proxy, fake, turns=5, context_length=600)
+    async with browser_page(proxy, request, path=chat_url("demo")) as page:
+        await send(page, f"last {LONG}")
+        await answered(page, 6)
+        first, last = (await call(proxy, "GET", "/chat?name=demo")).json["chat"]["messages"][-1]["truncated"]["left_out"]
+        assert first == 1  # the first question was sent
+        notice = page.locator(".context-note")
+        await expect(notice).to_have_count(1)  # the latest reply's only
+        await expect(notice).to_have_text(f"Older messages {first + 1}–{last + 1} were not sent to the model (context 600 tokens).")
+        # right above the first message sent after the gap
+        await expect(page.locator(f"#messages > .context-note + article[data-index='{last + 1}']")).to_have_count(1)
