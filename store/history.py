@@ -21,6 +21,9 @@ import copy
 from .errors import InvalidChatValue, MessageIndexError
 
 ALTERNATIVES = "alternatives"
+# On a user message whose turn ended with no reply at all (refused, or stopped before the
+# first token): sending it again answers it rather than storing it twice.
+UNANSWERED = "unanswered"
 # Where a hand-edited ``alternatives`` value that is not of this shape is kept, untouched,
 # when the chat changes: never lost, never in the way.
 UNREADABLE = "alternatives_unreadable"
@@ -38,15 +41,46 @@ def copy_for_change(chat: dict) -> dict:
 
 
 def apply_plan(chat: dict, plan: dict) -> None:
-    """Make the chat ready for a new reply: ``{"append": message}`` adds the user's message,
+    """Make the chat ready for a new reply: ``{"append": message}`` adds the user's message
+    (unless it is the unanswered question it repeats: that one is answered instead),
     ``{"rerun": [index, text]}`` edits one and sets what followed aside, ``{"regenerate": True}``
-    sets the last reply aside."""
+    sets the last reply aside. The questions the reply will answer lose their mark."""
     if "append" in plan:
-        chat["messages"].append(plan["append"])
+        if not is_retry(chat, plan["append"]):
+            chat["messages"].append(plan["append"])
     elif "rerun" in plan:
         rerun_from(chat, *plan["rerun"])
     else:
         prepare_regenerate(chat)
+    _unmark_last_questions(chat)
+
+
+def is_retry(chat: dict, message: dict) -> bool:
+    """Whether ``message`` is the chat's last message again, which was left unanswered."""
+    messages = chat["messages"]
+    last = messages[-1] if messages else None
+    return (
+        isinstance(last, dict)
+        and last.get(UNANSWERED) is True
+        and last.get("role") == message.get("role")
+        and last.get("content") == message.get("content")
+    )
+
+
+def mark_unanswered(chat: dict) -> None:
+    """The turn ended without a reply: its question, the last message, says so."""
+    messages = chat["messages"]
+    if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "user":
+        messages[-1] = {**messages[-1], UNANSWERED: True}
+
+
+def _unmark_last_questions(chat: dict) -> None:
+    messages = chat["messages"]
+    index = len(messages) - 1
+    while index >= 0 and isinstance(messages[index], dict) and messages[index].get("role") == "user":
+        if UNANSWERED in messages[index]:
+            messages[index] = {key: value for key, value in messages[index].items() if key != UNANSWERED}
+        index -= 1
 
 
 def _is_tail(value: object) -> bool:

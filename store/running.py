@@ -4,7 +4,8 @@
 turn has begun and not ended. Only the holder of the chat writes or removes it; whether a
 marker is live (its holder still running) is the engine's to say, and one that is not is
 never shown. A holder that died leaves the marker, and a journal (the reply so far): the
-next holder settles the turn, storing that reply as interrupted.
+next holder settles the turn, storing that reply as interrupted. A turn that ends with no
+reply at all leaves its question marked unanswered (history.py).
 """
 
 from __future__ import annotations
@@ -26,25 +27,31 @@ def begin(chat: dict, plan: dict, turn: dict) -> None:
 
 
 def end(chat: dict, turn: object, reply: dict | None) -> bool:
-    """Store ``reply`` (if any) and unmark the chat; False if the chat is not running
-    ``turn`` (deleted and made again, or renamed over, while the turn ran)."""
+    """Store ``reply`` (if any: else its question is marked unanswered) and unmark the chat;
+    False if the chat is not running ``turn`` (deleted and made again, or renamed over,
+    while the turn ran)."""
     if turn_id(chat) != turn:
         return False
     if reply is not None:
         chat["messages"].append(dict(reply))
+    else:
+        history.mark_unanswered(chat)
     del chat[MARKER]
     return True
 
 
 def settle(chat: dict, journal: dict | None) -> bool:
     """Finish the turn a dead holder left: its journaled reply (if the journal is of the turn
-    the chat is marked with) stored as interrupted, the marker removed. False: nothing to do
-    (the chat is not marked; its turn ended and only the journal was left)."""
+    the chat is marked with) stored as interrupted, or else its question marked unanswered;
+    the marker removed. False: nothing to do (the chat is not marked; its turn ended and
+    only the journal was left)."""
     if MARKER not in chat:
         return False
     reply = journal.get("reply") if journal is not None and journal.get("turn") == turn_id(chat) else None
     if isinstance(reply, dict):
         chat["messages"].append({**reply, "finish_reason": None, "interrupted": True})
+    else:
+        history.mark_unanswered(chat)
     del chat[MARKER]
     return True
 

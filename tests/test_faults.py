@@ -125,8 +125,9 @@ async def test_a_failed_turn_write_relays_nothing_and_keeps_the_file(proxy, chat
     assert words in message and "demo" in message, message
     now = (chats_dir / "demo.json").read_bytes()
     if step == "folder_fsync":
-        # Renamed, then the fsync of the folder failed: the new file is whole.
-        assert json.loads(now)["messages"][-1] == {"role": "user", "content": "second"}
+        # Renamed, then the fsync of the folder failed: the new file is whole, and its
+        # question, which got no answer, says so.
+        assert json.loads(now)["messages"][-1] == {"role": "user", "content": "second", "unanswered": True}
     else:
         assert now == old
     assert [p.name for p in chats_dir.iterdir() if p.name.endswith(".tmp")] == []

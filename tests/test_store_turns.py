@@ -185,5 +185,5 @@ async def test_a_damaged_journal_is_ignored_and_its_chat_still_finished(stores, 
     (tmp_path / "chats" / ".locks" / "demo.turn").write_bytes(b"CPJ1" + b"\xff" * 40)  # by hand
     assert await restarted.recover() == 1
     saved = on_disk(tmp_path)
-    assert saved["messages"] == [QUESTION] and "running_turn" not in saved
+    assert saved["messages"] == [{**QUESTION, "unanswered": True}] and "running_turn" not in saved
     assert "Ignoring the turn journal" in caplog.text
