@@ -30,6 +30,7 @@ from lmstudio import Upstreams
 from logs import configure_logging, log_request
 from store import ChatStore, StoreError
 from turns import TurnRegistry
+from turns.titles import TitleWriter
 from workers import STOP_SIGNALS, SharedMetrics, Supervisor
 
 log = logging.getLogger("chatproxy")
@@ -69,7 +70,8 @@ def make_services(config: Config) -> Services:
         max_requests=config.max_streams + UPSTREAM_EXTRA_CONNECTIONS,
     )
     streams, metrics = StreamRegistry(config.max_streams), Metrics()
-    return Services(config, store, upstreams, streams, metrics, TurnRegistry(store, upstreams, streams, metrics))
+    titles = TitleWriter(store, upstreams, enabled=config.model_titles)
+    return Services(config, store, upstreams, streams, metrics, TurnRegistry(store, upstreams, streams, metrics, titles))
 
 
 def raise_open_file_limit() -> None:
@@ -149,6 +151,7 @@ async def serve(config: Config, sockets: list[socket.socket]) -> int:
     except asyncio.TimeoutError:
         log.warning("Some connections did not close in time")
     upstreams_reported.cancel()
+    await services.turns.titles.close()
     services.upstreams.close()
     services.peers.close()
     await services.store.close()  # waits for writes in flight

@@ -61,6 +61,7 @@ class Config:
     max_import_size: int = 1024 * 1024 * 1024
     token: str | None = field(default=None, repr=False)  # never printed, never logged
     log_format: str = "text"
+    model_titles: bool = True
 
 
 # -- value parsers: each takes a TOML value or an env/flag string, returns the typed value ---
@@ -190,6 +191,7 @@ SETTINGS = (
     Setting("max_import_size", "limits.max_import_size", _positive_integer),
     Setting("token", "auth.token", _token, "CHATPROXY_TOKEN"),
     Setting("log_format", "log.format", _log_format, "CHATPROXY_LOG_FORMAT"),
+    Setting("model_titles", "chats.model_titles", _boolean),
 )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from store import BY_NAME, HIDE_ARCHIVED, ONLY_ARCHIVED, RECENT, WITH_ARCHIVED
+from store.titles import MAX_TITLE_CHARS, one_line
 from turns.request import OVERFLOW_POLICIES
 
 from .errors import ApiError
@@ -99,6 +101,44 @@ def settings(body: dict[str, Any], max_size: int) -> dict[str, Any]:
             prompt = content(body, "system_prompt", max_size)
         changes["system_prompt"] = prompt or None  # "" or null: no system prompt
     return changes
+
+
+def marks(body: dict[str, Any]) -> dict[str, Any]:
+    """What PATCH /chat may set beside the settings, without waiting for a running turn: the
+    ``title`` (null or "": the first message's again), ``pinned`` and ``archived`` (set, not
+    toggled; false is stored as the key's absence)."""
+    changes: dict[str, Any] = {}
+    if "title" in body:
+        title = body["title"]
+        if title is not None and not isinstance(title, str):
+            raise ApiError(400, "'title' must be a string, or null to go back to the first message's")
+        title = one_line(title) if title is not None else ""
+        if len(title) > MAX_TITLE_CHARS:
+            raise ApiError(400, f"'title' must be at most {MAX_TITLE_CHARS} characters")
+        changes["title"] = title or None
+    for key in ("pinned", "archived"):
+        if key in body:
+            if not isinstance(body[key], bool):
+                raise ApiError(400, f"'{key}' must be true or false")
+            changes[key] = body[key] or None
+    return changes
+
+
+LISTING_ORDERS = {"name": BY_NAME, "recent": RECENT}
+ARCHIVED_CHOICES = {"false": HIDE_ARCHIVED, "true": WITH_ARCHIVED, "only": ONLY_ARCHIVED}
+
+
+def listing_view(sort: str | None, archived: str | None) -> tuple[str, str]:
+    """GET /chats's ``?sort=`` and ``?archived=``, as the store's listing view."""
+    if sort is None:
+        sort = "name"
+    if sort not in LISTING_ORDERS:
+        raise ApiError(400, "'sort' must be 'recent' (or 'name', the order when it is left out)")
+    if archived is not None and sort != "recent":
+        raise ApiError(400, "'archived' applies to sort=recent only: the order by name lists every chat")
+    if archived is not None and archived not in ARCHIVED_CHOICES:
+        raise ApiError(400, "'archived' must be 'false' (leave archived chats out), 'true' (list them too) or 'only'")
+    return LISTING_ORDERS[sort], ARCHIVED_CHOICES[archived or "false"]
 
 
 def message(body: dict[str, Any], max_size: int) -> dict[str, Any]:

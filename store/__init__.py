@@ -1,6 +1,7 @@
 """Chat persistence: one JSON file per chat in the chats folder. See chats.ChatStore."""
 
 from .chats import ChatStore
+from .index import BY_NAME, HIDE_ARCHIVED, ONLY_ARCHIVED, RECENT, WITH_ARCHIVED
 from .errors import (
     ChatCorrupt,
     ChatExists,
@@ -14,6 +15,11 @@ from .errors import (
 )
 
 __all__ = [
+    "BY_NAME",
+    "HIDE_ARCHIVED",
+    "ONLY_ARCHIVED",
+    "RECENT",
+    "WITH_ARCHIVED",
     "ChatStore",
     "ChatCorrupt",
     "ChatExists",

@@ -1,7 +1,8 @@
 """The chat file format: the original server's JSON, read as is, written readably and fast.
 
 A chat is a JSON object with ``model``, ``messages``, ``temperature``, ``max_tokens``,
-``created_at`` and ``updated_at``. Keys we do not know, at the top level and inside
+``created_at`` and ``updated_at``; chatproxy adds ``title``/``title_source``, ``pinned`` and
+``archived`` (true or absent) and more (docs/storage.md). Keys we do not know, at the top level and inside
 messages, are kept untouched: a file edited by hand or by a later version loses nothing.
 """
 
@@ -12,6 +13,7 @@ from datetime import datetime, timezone
 
 import jsonbytes
 
+from . import titles
 from .errors import ChatCorrupt
 
 
@@ -32,9 +34,12 @@ def new_chat(model: str, temperature: float, max_tokens: int) -> dict:
 
 
 def apply_settings(chat: dict, changes: dict) -> None:
-    """Set the given keys; a None value removes the key (e.g. clears the system prompt)."""
+    """Set the given keys; a None value removes the key (e.g. clears the system prompt). A
+    ``title`` is the user's (titles.py)."""
     for key, value in changes.items():
-        if value is None:
+        if key == titles.TITLE:
+            titles.set_by_user(chat, value)
+        elif value is None:
             chat.pop(key, None)
         else:
             chat[key] = value

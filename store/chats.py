@@ -22,9 +22,11 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 
 import jsonbytes
 
-from . import chatfile, history, names, running
+from . import chatfile, history, names, running, titles
+from .errors import ChatExists
 from .folder import ChatFolder, changed_by
 from .holds import Holds
+from .index import BY_NAME, HIDE_ARCHIVED
 from .locks import KeyedLocks
 
 log = logging.getLogger("chatproxy.store")
@@ -40,6 +42,8 @@ NICENESS = 10
 # How often a hold asks again for a chat another process holds: soon at first, then
 # every 50 ms (a turn there lasts as long as its model talks).
 FIRST_RETRY_S, LAST_RETRY_S = 0.002, 0.05
+# A generated name is taken by another chat about once in 65,536 within the same minute.
+GENERATED_NAME_TRIES = 5
 
 
 def _lower_priority() -> None:
@@ -82,10 +86,13 @@ class ChatStore:
     async def count_chats(self) -> int:
         return await self._run(self._folder.count)
 
-    async def list_chats_json(self) -> bytes:
-        """The listing as a JSON array, cached between changes: 10,000 chats are ~1 MB. A chat
-        whose turn is live carries ``"running": true``."""
-        return await self._run(self._folder.listing_json, self._holds.is_live)
+    async def list_chats_json(self, order: str = BY_NAME, archived: str = HIDE_ARCHIVED) -> bytes:
+        """The listing as a JSON array, cached between changes: 10,000 chats are ~1 MB. By name
+        (``BY_NAME``), the original server's entries; ``RECENT``: pinned first, newest activity
+        first, with titles, damaged files named, and archived chats as ``archived`` says
+        (``HIDE_ARCHIVED``, ``WITH_ARCHIVED``, ``ONLY_ARCHIVED``). A chat whose turn is live
+        carries ``"running": true``."""
+        return await self._run(self._folder.listing_json, self._holds.is_live, order, archived)
 
     async def list_chats(self) -> list[dict]:
         return jsonbytes.loads(await self.list_chats_json())
@@ -110,6 +117,18 @@ class ChatStore:
     async def create(self, name: str, model: str, temperature: float, max_tokens: int) -> dict:
         return await self._change(name, self._folder.create, name, chatfile.new_chat(model, temperature, max_tokens))
 
+    async def create_named(self, model: str, temperature: float, max_tokens: int) -> tuple[str, dict]:
+        """Create a chat under a name of its own (names.generated); returns the name and the chat."""
+        tries = GENERATED_NAME_TRIES
+        while True:
+            name = names.generated()
+            try:
+                return name, await self.create(name, model, temperature, max_tokens)
+            except ChatExists:
+                tries -= 1
+                if not tries:
+                    raise
+
     async def create_unique(self, name: str, chat: dict) -> str:
         """Create ``chat`` under ``name`` or, if taken, ``name (2)``...; returns the name used."""
         return await self._run(self._folder.create_unique, name, chat)
@@ -128,6 +147,14 @@ class ChatStore:
     async def update_settings(self, name: str, changes: dict[str, Any]) -> dict:
         """Set the given keys; a None value removes the key (e.g. clears the system prompt)."""
         return await self._update(name, changed_by(chatfile.apply_settings, changes))
+
+    async def set_model_title(self, name: str, title: str) -> bool:
+        """The model's title for the chat, unless the chat's title is no longer the first
+        message's (the user set one meanwhile); whether it was set."""
+        if not titles.model_may_improve(await self.get(name)):
+            return False  # no write: the chat's activity time stays as it is
+        chat = await self._update(name, changed_by(titles.set_by_model, title))
+        return chat.get(titles.TITLE) == title
 
     async def edit_message(self, name: str, index: int, content: str) -> dict:
         return await self._update(name, changed_by(history.edit, index, content))

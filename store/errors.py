@@ -31,6 +31,7 @@ class ChatCorrupt(StoreError):
     """The file is there but is not a chat; it is never overwritten, so the user can rescue it."""
 
     def __init__(self, name: str, file_name: str, problem: str) -> None:
+        self.detail = f"{file_name} {problem}"  # what the listing says of it
         super().__init__(
             f"Chat '{name}' is damaged: {file_name} {problem}. "
             "The file is left untouched; repair or remove it by hand."

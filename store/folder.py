@@ -94,10 +94,11 @@ class ChatFolder:
     def count(self) -> int:
         return len(self.listing())
 
-    def listing_json(self, is_live: Callable[[str], bool]) -> bytes:
-        """The listing as a JSON array, cached between changes: 10,000 chats are ~1 MB. A chat
-        marked running for which ``is_live(file_name)`` says so carries ``"running": true``."""
-        return self._guarded("listing the chats folder", lambda: self._index.listing_json(is_live))
+    def listing_json(self, is_live: Callable[[str], bool], order: str, archived: str) -> bytes:
+        """A view of the listing (index.py) as a JSON array, cached between changes: 10,000
+        chats are ~1 MB. A chat marked running for which ``is_live(file_name)`` says so
+        carries ``"running": true``."""
+        return self._guarded("listing the chats folder", lambda: self._index.listing_json(is_live, order, archived))
 
     def marked(self) -> list[str]:
         """The file names of the chats marked running (running.py), live or not."""

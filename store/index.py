@@ -7,8 +7,13 @@ renamed, and every store write is a rename), the cached listing is returned with
 single stat. Files edited in place by hand are seen at the next full scan, which happens
 whenever the folder changes or ``RESCAN_AFTER_S`` has passed.
 
-A chat marked running (store/running.py) is remembered as such; the listing says
-``"running": true`` for those whose turn is live, asking only about them.
+A listing comes in views: by name (the original server's order and shape: ``id``, ``name``,
+``model``), or by recent activity (pinned chats first, then by ``updated_at``, newest first;
+archived chats left out, shown or alone), whose entries also carry ``title``, ``updated_at``,
+``pinned`` and ``archived``, and which lists a damaged file too, with ``damaged`` saying
+why. Each view is encoded once per change of the folder. A chat marked running
+(store/running.py) is remembered as such; a view says ``"running": true`` for those whose
+turn is live, asking only about them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import os
 import threading
 from stat import S_ISREG
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable
 
 import jsonbytes
@@ -36,13 +42,28 @@ CLOCK_TICK_NS = 20_000_000
 # this often finds them.
 RESCAN_AFTER_S = 5.0
 
+BY_NAME, RECENT = "name", "recent"  # the orders of a view
+HIDE_ARCHIVED, WITH_ARCHIVED, ONLY_ARCHIVED = "hide", "include", "only"  # archived chats in a recent view
+SEED_KEYS = ("id", "name", "model")
+
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     mtime_ns: int
     size: int
-    summary: dict | None  # None: the file is damaged and left out of the listing
+    summary: dict | None  # None: the file is damaged, and left out of the listing by name
     running: bool = False  # the chat is marked running (live or not)
+    damaged: dict | None = None  # what the recent views show of a damaged file
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    """One scan's listing, and its views as they are asked for."""
+
+    by_name: list[dict]  # the original server's entries, by id
+    summaries: list[dict]  # every good chat's whole summary, by id
+    damaged: list[dict]
+    views: dict = field(default_factory=dict)  # (order, archived) -> (live chats, encoded JSON)
 
 
 class ChatIndex:
@@ -54,27 +75,28 @@ class ChatIndex:
         self._scanned_dir_mtime_ns: int | None = None
         self._scan_started_ns = 0
         self._scanned_at = 0.0
-        self._listing: list[dict] | None = None
-        self._listing_json: bytes | None = None
-        self._json_live: frozenset[str] = frozenset()  # the chats shown running in _listing_json
+        self._snapshot: _Snapshot | None = None
         self._marked: set[str] = set()  # file names of the chats marked running
         self._generation = 0  # moves whenever an entry may have changed
 
-    def listing_json(self, is_live: Callable[[str], bool]) -> bytes:
-        """``listing()`` as a JSON array, encoded once per change of the folder or of which
-        turns are live; ``is_live(file_name)`` is asked only of the chats marked running."""
-        listing = self.listing()
+    def listing_json(self, is_live: Callable[[str], bool], order: str = BY_NAME, archived: str = HIDE_ARCHIVED) -> bytes:
+        """A view of the listing as a JSON array, encoded once per change of the folder or of
+        which turns are live; ``is_live(file_name)`` is asked only of the chats marked running.
+        ``archived`` applies to the recent order only: the order by name lists every chat."""
+        snapshot = self._current()
         live = frozenset(file_name for file_name in self.marked() if is_live(file_name))
+        key = (order, archived)
         with self._lock:
-            if self._listing is listing and self._listing_json is not None and self._json_live == live:
-                return self._listing_json
+            cached = snapshot.views.get(key)
+        if cached is not None and cached[0] == live:
+            return cached[1]
+        entries = snapshot.by_name if order == BY_NAME else _recent(snapshot, archived)
         shown = {names.name_for(file_name) for file_name in live}
         encoded = jsonbytes.dumps(
-            [{**summary, "running": True} if summary["id"] in shown else summary for summary in listing] if shown else listing
+            [{**entry, "running": True} if entry["id"] in shown else entry for entry in entries] if shown else entries
         )
         with self._lock:
-            if self._listing is listing:
-                self._listing_json, self._json_live = encoded, live
+            snapshot.views[key] = (live, encoded)
         return encoded
 
     def marked(self) -> list[str]:
@@ -87,7 +109,11 @@ class ChatIndex:
             return file_name in self._marked
 
     def listing(self) -> list[dict]:
-        """Every good chat's summary, sorted by id. Blocking: run it off the event loop."""
+        """Every good chat's entry, by id, as the original server listed them. Blocking: run
+        it off the event loop."""
+        return self._current().by_name
+
+    def _current(self) -> _Snapshot:
         try:
             dir_mtime_ns = os.stat(self._dir).st_mtime_ns
         except FileNotFoundError:  # removed by hand: an empty folder again
@@ -95,12 +121,12 @@ class ChatIndex:
             dir_mtime_ns = os.stat(self._dir).st_mtime_ns
         with self._lock:
             if (
-                self._listing is not None
+                self._snapshot is not None
                 and dir_mtime_ns == self._scanned_dir_mtime_ns
                 and dir_mtime_ns < self._scan_started_ns - CLOCK_TICK_NS
                 and time.monotonic() - self._scanned_at < RESCAN_AFTER_S
             ):
-                return self._listing
+                return self._snapshot
         return self._rescan(dir_mtime_ns)
 
     def record(self, file_name: str, chat: dict, stat: os.stat_result) -> None:
@@ -110,7 +136,7 @@ class ChatIndex:
         with self._lock:
             self._entries[file_name] = _Entry(stat.st_mtime_ns, stat.st_size, _summary(file_name, chat), marked)
             (self._marked.add if marked else self._marked.discard)(file_name)
-            self._listing = self._listing_json = None
+            self._snapshot = None
             self._generation += 1
 
     def changes_since(self, generation: int) -> tuple[int, dict[str, tuple[int, int]] | None]:
@@ -132,10 +158,10 @@ class ChatIndex:
         with self._lock:
             self._entries.pop(file_name, None)
             self._marked.discard(file_name)
-            self._listing = self._listing_json = None
+            self._snapshot = None
             self._generation += 1
 
-    def _rescan(self, dir_mtime_ns: int) -> list[dict]:
+    def _rescan(self, dir_mtime_ns: int) -> _Snapshot:
         scanned_at = time.monotonic()
         scan_started_ns = time.time_ns()
         with self._lock:
@@ -148,45 +174,74 @@ class ChatIndex:
                 stat = entry.stat()
             except FileNotFoundError:
                 continue  # removed since the folder was read, or a dangling link
-            if not S_ISREG(stat.st_mode):
-                continue  # a folder or a FIFO named like a chat: not one
             old = known.get(entry.name)
             if old is not None and (old.mtime_ns, old.size) == (stat.st_mtime_ns, stat.st_size):
                 fresh[entry.name] = old
+            elif not S_ISREG(stat.st_mode):  # a folder or a FIFO named like a chat: not one
+                fresh[entry.name] = _Entry(stat.st_mtime_ns, stat.st_size, None, damaged=_damaged(entry.name, stat, "is not a regular file"))
             else:
-                fresh[entry.name] = _Entry(stat.st_mtime_ns, stat.st_size, *_read_summary(entry.path, entry.name))
-        listing = sorted(
-            (entry.summary for entry in fresh.values() if entry.summary is not None),
-            key=lambda summary: summary["id"],
+                fresh[entry.name] = _read_entry(entry.path, entry.name, stat)
+        summaries = sorted((entry.summary for entry in fresh.values() if entry.summary is not None), key=lambda summary: summary["id"])
+        snapshot = _Snapshot(
+            [{key: summary[key] for key in SEED_KEYS} for summary in summaries],
+            summaries,
+            [entry.damaged for entry in fresh.values() if entry.damaged is not None],
         )
         with self._lock:
             if fresh != self._entries:
                 self._generation += 1
             self._entries = fresh
             self._marked = {name for name, entry in fresh.items() if entry.running and entry.summary is not None}
-            self._listing = listing
-            self._listing_json = None
+            self._snapshot = snapshot
             self._scanned_dir_mtime_ns = dir_mtime_ns
             self._scan_started_ns = scan_started_ns
             self._scanned_at = scanned_at
-        return listing
+        return snapshot
+
+
+def _recent(snapshot: _Snapshot, archived: str) -> list[dict]:
+    """Pinned chats first, then the others, each newest activity first; damaged files among
+    them by the time they were last written, unless only archived chats are asked for."""
+    if archived == ONLY_ARCHIVED:
+        chosen = [summary for summary in snapshot.summaries if summary["archived"]]
+    else:
+        chosen = snapshot.summaries if archived == WITH_ARCHIVED else [s for s in snapshot.summaries if not s["archived"]]
+        chosen = chosen + snapshot.damaged
+    chosen = sorted(chosen, key=lambda summary: summary["updated_at"] or "", reverse=True)
+    chosen.sort(key=lambda summary: not summary["pinned"])  # stable: each part stays newest first
+    return chosen
 
 
 def _summary(file_name: str, chat: dict) -> dict:
     name = names.name_for(file_name)
-    model = chat.get("model")
-    return {"id": name, "name": name, "model": model if isinstance(model, str) else None}
+    model, title, updated_at = chat.get("model"), chat.get("title"), chat.get("updated_at")
+    return {
+        "id": name,
+        "name": name,
+        "model": model if isinstance(model, str) else None,
+        "title": title if isinstance(title, str) else None,
+        "updated_at": updated_at if isinstance(updated_at, str) else None,
+        "pinned": chat.get("pinned") is True,
+        "archived": chat.get("archived") is True,
+    }
 
 
-def _read_summary(path: str, file_name: str) -> tuple[dict | None, bool]:
-    """The file's summary (None: gone, or damaged) and whether the chat is marked running."""
+def _damaged(file_name: str, stat: os.stat_result, problem: str) -> dict:
+    """A damaged file's entry in the recent views: its name, when it was written, what is wrong."""
     name = names.name_for(file_name)
+    written = datetime.fromtimestamp(stat.st_mtime_ns / 1e9, timezone.utc).isoformat()
+    return {"id": name, "name": name, "model": None, "title": None, "updated_at": written, "pinned": False, "archived": False, "damaged": problem}
+
+
+def _read_entry(path: str, file_name: str, stat: os.stat_result) -> _Entry:
+    """The file's entry: its summary and whether the chat is marked running, or what is
+    damaged in it. A file removed since the folder was listed has neither."""
     data = files.read_bytes(path)
     if data is None:
-        return None, False  # removed since the folder was listed
+        return _Entry(stat.st_mtime_ns, stat.st_size, None)
     try:
-        chat = chatfile.decode(name, file_name, data)
+        chat = chatfile.decode(names.name_for(file_name), file_name, data)
     except ChatCorrupt as error:
-        log.warning("Skipping %s in the listing: %s", file_name, error)
-        return None, False
-    return _summary(file_name, chat), running.MARKER in chat
+        log.warning("Skipping %s in the listing (sort=recent shows it as damaged): %s", file_name, error)
+        return _Entry(stat.st_mtime_ns, stat.st_size, None, damaged=_damaged(file_name, stat, error.detail))
+    return _Entry(stat.st_mtime_ns, stat.st_size, _summary(file_name, chat), running.MARKER in chat)

@@ -11,6 +11,8 @@ user's, never a chat.
 from __future__ import annotations
 
 import re
+import secrets
+from datetime import datetime, timezone
 from functools import lru_cache
 
 from .errors import InvalidChatName
@@ -60,6 +62,12 @@ def fitted(name: str, room: int = 0) -> str:
     while len(_UNSAFE.sub(lambda m: _escape_char(m.group()), name).encode()) + 3 * room > MAX_STEM_BYTES:
         name = name[:-1]
     return name
+
+
+def generated() -> str:
+    """A name for a chat its creator did not name: URL-safe, sorted by when it was made (UTC),
+    e.g. ``chat-20261203-0830-3f9a``."""
+    return datetime.now(timezone.utc).strftime("chat-%Y%m%d-%H%M-") + secrets.token_hex(2)
 
 
 def file_name_for(name: str) -> str:

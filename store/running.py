@@ -5,12 +5,13 @@ turn has begun and not ended. Only the holder of the chat writes or removes it; 
 marker is live (its holder still running) is the engine's to say, and one that is not is
 never shown. A holder that died leaves the marker, and a journal (the reply so far): the
 next holder settles the turn, storing that reply as interrupted. A turn that ends with no
-reply at all leaves its question marked unanswered (history.py).
+reply at all leaves its question marked unanswered (history.py); the first turn names a
+chat that has no title yet (titles.py).
 """
 
 from __future__ import annotations
 
-from . import history
+from . import history, titles
 
 MARKER = "running_turn"
 
@@ -23,6 +24,7 @@ def turn_id(chat: dict) -> object:
 
 def begin(chat: dict, plan: dict, turn: dict) -> None:
     history.apply_plan(chat, plan)
+    titles.name_from_first_message(chat)
     chat[MARKER] = turn
 
 

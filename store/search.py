@@ -1,5 +1,6 @@
 """Full-text search over the chats: SQLite FTS5, as a rebuildable index beside the JSON files.
 
+A chat is found by its name, its title (both ranked alike) and the text of its messages.
 Words are found by FTS5's unicode61 tokenizer, which takes a run of Chinese or Japanese
 (written without spaces) as one word; so chats holding such text are also kept in a
 trigram table, where a word is found anywhere inside that run. A query with such a word
@@ -23,13 +24,13 @@ import sqlite3
 import threading
 from typing import Callable
 
-from . import history, names
+from . import history, names, titles
 from .index import ChatIndex
 
 log = logging.getLogger("chatproxy.store")
 
 FILE_NAME = ".search.sqlite"
-# Name matches rank above content matches.
+# Matches in the name or the title rank above content matches.
 NAME_WEIGHT, BODY_WEIGHT = 10.0, 1.0
 SNIPPET_WORDS = 16
 SNIPPET_CHARACTERS = 24  # in the trigram table, where each character starts a token
@@ -39,13 +40,16 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _UNSPACED = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002ffff]")
 
 # The index is a cache: one of another version is built again from the files.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (id INTEGER PRIMARY KEY, file_name TEXT UNIQUE NOT NULL,
                                   mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL);
-CREATE VIRTUAL TABLE IF NOT EXISTS docs USING fts5(name, body, tokenize = 'unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS docs USING fts5(name, title, body, tokenize = 'unicode61 remove_diacritics 2');
 """
-GRAMS_SCHEMA = "CREATE VIRTUAL TABLE IF NOT EXISTS grams USING fts5(name, body, tokenize = 'trigram')"
+GRAMS_SCHEMA = "CREATE VIRTUAL TABLE IF NOT EXISTS grams USING fts5(name, title, body, tokenize = 'trigram')"
+# The columns' weights in bm25(), in the tables' order; snippets come from the body.
+WEIGHTS = f"{NAME_WEIGHT}, {NAME_WEIGHT}, {BODY_WEIGHT}"
+BODY_COLUMN = 2
 
 
 def query_words(query: str) -> list[str]:
@@ -83,6 +87,11 @@ def excerpt(text: str, words: list[str], width: int = SNIPPET_CHARACTERS) -> str
     marks = re.compile("|".join(re.escape(word) for word in longest_first), re.IGNORECASE)
     snippet = marks.sub(lambda match: f"**{match.group()}**", text[begin:end])
     return ("…" if begin > 0 else "") + snippet + ("…" if end < len(text) else "")
+
+
+def _title(chat: dict) -> str:
+    title = chat.get(titles.TITLE)
+    return title if isinstance(title, str) else ""
 
 
 def _has_trigram_tokenizer() -> bool:
@@ -135,15 +144,16 @@ class SearchIndex:
                 rows = self._search_unspaced(words, limit)
             else:
                 rows = self._db.execute(
-                    f"SELECT files.file_name, bm25(docs, {NAME_WEIGHT}, {BODY_WEIGHT}) AS score,"
-                    f" snippet(docs, 1, '**', '**', '…', {SNIPPET_WORDS})"
+                    f"SELECT files.file_name, bm25(docs, {WEIGHTS}) AS score,"
+                    f" snippet(docs, {BODY_COLUMN}, '**', '**', '…', {SNIPPET_WORDS})"
                     " FROM docs JOIN files ON files.id = docs.rowid WHERE docs MATCH ? ORDER BY score LIMIT ?",
                     (match_expression(query), limit),
                 ).fetchall()
         results = []
         for file_name, score, snippet in rows:
-            summary = self._index.summary(file_name) or {"id": names.name_for(file_name), "name": names.name_for(file_name), "model": None}
-            results.append({**summary, "snippet": snippet, "score": round(-score, 4)})
+            summary = self._index.summary(file_name)
+            if summary is not None:  # else removed since the index last looked
+                results.append({**summary, "snippet": snippet, "score": round(-score, 4)})
         return results
 
     def _search_unspaced(self, words: list[str], limit: int) -> list[tuple[str, float, str]]:
@@ -157,10 +167,10 @@ class SearchIndex:
             parameters.append(" ".join(f'"{word}"' for word in long))
         for word in words:
             if len(word) < 3:
-                conditions.append("(+grams.name LIKE ? ESCAPE '\\' OR +grams.body LIKE ? ESCAPE '\\')")
-                parameters += [like_pattern(word)] * 2
-        ranked = f"bm25(grams, {NAME_WEIGHT}, {BODY_WEIGHT})" if long else "0"
-        snippet = f"snippet(grams, 1, '**', '**', '…', {SNIPPET_CHARACTERS})" if long else "grams.body"
+                conditions.append("(+grams.name LIKE ? ESCAPE '\\' OR +grams.title LIKE ? ESCAPE '\\' OR +grams.body LIKE ? ESCAPE '\\')")
+                parameters += [like_pattern(word)] * 3
+        ranked = f"bm25(grams, {WEIGHTS})" if long else "0"
+        snippet = f"snippet(grams, {BODY_COLUMN}, '**', '**', '…', {SNIPPET_CHARACTERS})" if long else "grams.body"
         rows = self._db.execute(
             f"SELECT files.file_name, {ranked} AS score, {snippet} FROM grams JOIN files ON files.id = grams.rowid"
             f" WHERE {' AND '.join(conditions)} ORDER BY score, files.file_name LIMIT ?",
@@ -223,11 +233,10 @@ class SearchIndex:
                 if chat is None:
                     continue
                 cursor = db.execute("INSERT INTO files (file_name, mtime_ns, size) VALUES (?, ?, ?)", (file_name, *stamp))
-                name = names.name_for(file_name)
-                body = "\n".join(history.all_texts(chat) + [str(chat.get("system_prompt") or "")])
-                db.execute("INSERT INTO docs (rowid, name, body) VALUES (?, ?, ?)", (cursor.lastrowid, name, body))
-                if TRIGRAMS and (is_unspaced(name) or is_unspaced(body)):
-                    db.execute("INSERT INTO grams (rowid, name, body) VALUES (?, ?, ?)", (cursor.lastrowid, name, body))
+                row = (cursor.lastrowid, names.name_for(file_name), _title(chat), "\n".join(history.all_texts(chat) + [str(chat.get("system_prompt") or "")]))
+                db.execute("INSERT INTO docs (rowid, name, title, body) VALUES (?, ?, ?, ?)", row)
+                if TRIGRAMS and any(is_unspaced(text) for text in row[1:]):
+                    db.execute("INSERT INTO grams (rowid, name, title, body) VALUES (?, ?, ?, ?)", row)
                 self._known[file_name] = (*stamp, cursor.lastrowid)
         self._generation = generation
 

@@ -35,8 +35,10 @@ def chats_dir(tmp_path) -> Path:
 def config(fake, chats_dir, request) -> Config:
     marker = request.node.get_closest_marker("config")
     overrides = marker.kwargs if marker else {}
+    # No background title requests (turns/titles.py) unless a test asks: they would take
+    # the replies other tests script for the fake.
     return dataclasses.replace(
-        Config(lm_studio_url=fake.url, chats_dir=str(chats_dir)), **overrides
+        Config(lm_studio_url=fake.url, chats_dir=str(chats_dir), model_titles=False), **overrides
     )
 
 

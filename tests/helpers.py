@@ -50,6 +50,7 @@ async def start_server(project_root, clean_env, tmp_path, fake, **settings):
         "server": {"host": '"127.0.0.1"', "port": port},
         "upstream": {"url": f'"{fake.url}"'},
         "storage": {"chats_dir": f'"{tmp_path / "chats"}"'},
+        "chats": {"model_titles": "false"},  # as in tests/conftest.py
     }
     for key, value in settings.items():
         section, name = key.split("__")

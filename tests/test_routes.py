@@ -124,8 +124,7 @@ async def test_bad_bodies_are_400_on_every_body_route(proxy, chats_dir, fake, ra
     assert fake.requests == []
 
 
-BAD_CREATES = [
-    {"model": "m"},
+BAD_CREATES = [  # a body without "name" creates a chat under a name of its own (test_chats.py)
     {"name": "", "model": "m"},
     {"name": 7, "model": "m"},
     {"name": "x"},

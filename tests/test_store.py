@@ -229,8 +229,8 @@ def test_warm_listing_reads_no_file_and_a_new_file_is_seen(tmp_path, monkeypatch
     old = 1_000_000_000
     os.utime(folder, (old, old))  # changed long before the first scan: the fast path applies
     reads = []
-    real = index_module._read_summary
-    monkeypatch.setattr(index_module, "_read_summary", lambda *a: reads.append(a) or real(*a))
+    real = index_module._read_entry
+    monkeypatch.setattr(index_module, "_read_entry", lambda *a: reads.append(a) or real(*a))
     assert len(chat_folder.listing()) == 50 and len(reads) == 50
     assert len(chat_folder.listing()) == 50 and len(reads) == 50  # warm: nothing read
     (folder / "new.json").write_text(json.dumps({"model": "m", "messages": []}))

@@ -12,25 +12,27 @@ import asyncio
 import logging
 from collections import deque
 
+from .titles import TitleWriter
 from .turn import Turn
 
 log = logging.getLogger("chatproxy.turn")
 
 
 class TurnRegistry:
-    def __init__(self, store, upstream, slots, metrics) -> None:
+    def __init__(self, store, upstream, slots, metrics, titles: TitleWriter | None = None) -> None:
         self.owner: str | None = None  # this process's address for other processes (turn marks)
         self._store = store
         self._upstream = upstream
         self._slots = slots  # enter(turn) refuses when full or closing; leave(turn); abort_all
         self._metrics = metrics
+        self.titles = titles or TitleWriter(store, upstream, enabled=False)
         self._by_chat: dict[str, deque[Turn]] = {}
 
     def start(self, name: str, plan: dict, *, detach: bool, route: str) -> Turn:
         """Create the turn and run it; it waits behind the chat's running turn, if any."""
         turn = Turn(
             name, plan, detach=detach, owner=self.owner, store=self._store, upstream=self._upstream,
-            metrics=self._metrics, route=route,
+            metrics=self._metrics, route=route, titles=self.titles,
         )
         self._slots.enter(turn)
         self._by_chat.setdefault(name, deque()).append(turn)

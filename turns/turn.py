@@ -56,7 +56,7 @@ def error_event(message: str, kind: str) -> bytes:
 
 
 class Turn:
-    def __init__(self, name: str, plan: dict, *, detach: bool, owner: str | None, store, upstream, metrics, route: str) -> None:
+    def __init__(self, name: str, plan: dict, *, detach: bool, owner: str | None, store, upstream, metrics, route: str, titles=None) -> None:
         self.id = f"{_ID_PREFIX}-{next(_ids)}"
         self.name = name
         self.plan = plan
@@ -69,6 +69,8 @@ class Turn:
         self._upstream = upstream
         self._metrics = metrics
         self._route = route
+        self._titles = titles  # a TitleWriter (turns/titles.py), told of the stored reply
+        self._stored: dict | None = None  # the reply the commit stored
         self._created_at = time.monotonic()
         self._loop = asyncio.get_running_loop()
         # Resolved once LM Studio answered with an event stream (and the start is durable);
@@ -136,6 +138,8 @@ class Turn:
                     self._stop_journal()
                     problem = await self._commit()
                 self._end(problem)
+                if self._titles is not None and problem is None:
+                    self._titles.after_reply(self.name, chat, self._stored)
         except asyncio.CancelledError as error:
             self._fail(Stopped())
             self._end(None)
@@ -234,6 +238,7 @@ class Turn:
         except StoreError as error:
             log.error("The reply to chat '%s' could not be stored: %s", self.name, error)
             return f"The reply could not be stored: {error}"
+        self._stored = message
         return None
 
     def _end(self, problem: str | None) -> None:
