@@ -9,7 +9,7 @@ import copy
 
 import pytest
 
-from store import ChatNotFound, StoreError, history
+from store import ChatNotFound, StoreError, history, titles
 from store.postgres import chats, turns
 from store.postgres.connection import connect
 from tests.postgres import new_chat, without_stamp
@@ -75,6 +75,7 @@ async def test_regenerate_and_rerun_plans_follow_the_folder_rules(pg_conn):
         lease = await turns.take_lease(pg_conn, "c", "A", LONG)
         started = await turns.begin_turn(pg_conn, lease, "c", plan, turn_of(number))
         history.apply_plan(expected, plan)
+        titles.name_from_first_message(expected)  # as running.begin does
         assert without_stamp(started) == without_stamp({**expected, "running_turn": turn_of(number)})
         await turns.end_turn(pg_conn, lease, "c", f"turn-{number}", None)
         await turns.release_lease(pg_conn, lease)
