@@ -105,8 +105,9 @@ async def test_a_running_turn_shows_in_the_recent_list(proxy, fake):
     await create_chat(proxy, "idle")
     answer = asyncio.Event()
     fake.script.append(Reply(hold=answer, hold_at=1))
-    running = asyncio.ensure_future(turn(proxy, "busy", content="long one"))
-    await fake.wait_held()
+    relayed = asyncio.Event()  # the first event goes out once the turn's start is durable
+    running = asyncio.ensure_future(turn(proxy, "busy", content="long one", stop=lambda result: bool(result.events) and relayed.set()))
+    await asyncio.wait_for(relayed.wait(), 5)
     entries = await listing(proxy, "?sort=recent")
     assert [(entry["name"], entry.get("running")) for entry in entries] == [("busy", True), ("idle", None)]
     pinned = await call(proxy, "PATCH", "/chat", {"name": "busy", "pinned": True})  # needs not wait for the turn
