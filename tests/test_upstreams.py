@@ -37,6 +37,7 @@ def config(fakes, chats_dir, request) -> Config:
     """Both fakes as [[upstreams]]; ``@pytest.mark.config(down=True)`` adds one nothing listens for."""
     marker = request.node.get_closest_marker("config")
     options = dict(marker.kwargs) if marker else {}
+    options.setdefault("model_titles", False)  # as in tests/conftest.py: no background title requests
     upstreams = [UpstreamSettings(name, fake.url) for name, fake in fakes.items()]
     if options.pop("down", False):
         upstreams.append(UpstreamSettings("down", f"http://127.0.0.1:{free_port()}"))
