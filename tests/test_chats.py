@@ -94,7 +94,8 @@ async def test_a_damaged_file_is_named_in_the_recent_list_and_left_out_by_name(p
     assert set(entries["broken"]) == RECENT_KEYS | {"damaged"} and entries["broken"]["updated_at"]
     assert await names(proxy, "") == ["good"]
     assert await names(proxy, "?sort=recent&archived=only") == []
-    (chats_dir / "broken.json").write_text(json.dumps({"model": "m", "messages": []}))  # repaired by hand
+    (chats_dir / ".broken.tmp").write_text(json.dumps({"model": "m", "messages": []}))
+    os.replace(chats_dir / ".broken.tmp", chats_dir / "broken.json")  # repaired, as an editor saves
     repaired = {entry["name"]: entry for entry in await listing(proxy, "?sort=recent")}["broken"]
     assert "damaged" not in repaired and repaired["model"] == "m"
 
