@@ -61,10 +61,14 @@ const q = (name) => encodeURIComponent(name);
 
 // -- the routes -------------------------------------------------------------------------------
 
-export const listChats = (query) => api("GET", query ? `/chats?q=${q(query)}` : "/chats");
+// The chats as the list shows them: pinned first, then newest activity first, archived ones
+// left out (``archived``: those only); a search (``query``): every chat that matches, best first.
+export const listChats = (query, archived = false) =>
+  api("GET", query ? `/chats?q=${q(query)}` : `/chats?sort=recent${archived ? "&archived=only" : ""}`);
 export const getChat = (name) => api("GET", `/chat?name=${q(name)}`);
 export const getBranches = (name) => api("GET", `/chat/branches?name=${q(name)}`);
-export const createChat = (name, model) => api("POST", "/chat", { name, model });
+// Without a name the chat gets one of its own (the answer's ``name``).
+export const createChat = (name, model) => api("POST", "/chat", name ? { name, model } : { model });
 export const changeChat = (name, changes) => api("PATCH", "/chat", { name, ...changes });
 export const deleteChat = (name) => api("DELETE", `/chat?name=${q(name)}`);
 export const editMessage = (name, index, content) => api("PUT", "/chat/message", { name, index, content });

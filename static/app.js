@@ -8,7 +8,9 @@
 //   conversation.js  the open chat and what the person does in it
 //   messages.js      one message's element
 //   copy.js          copy buttons
-//   chatlist.js      the sidebar's list and search, folded away on a phone
+//   chatlist.js      the sidebar's list (titles, pinned first, archived apart) and search,
+//                    folded away on a phone
+//   header.js        the open chat's title and its Pin and Archive buttons
 //   liveness.js      turns run elsewhere show up: the list read again, a running chat attached
 //   router.js        the open chat's URL, #/chat/NAME
 //   dialogs.js       new, rename, delete, settings, export
@@ -17,7 +19,7 @@
 //   notices.js       what the page says when something goes wrong
 //   markdown.js      escape-first Markdown
 //   theme.js         dark or light
-import { loadChats, markCurrent, wireFolding } from "./chatlist.js";
+import { loadChats, markCurrent, showArchived, wireFolding } from "./chatlist.js";
 import { closeChat, openChat, send } from "./conversation.js";
 import * as dialogs from "./dialogs.js";
 import { watchScrolling } from "./follow.js";
@@ -61,6 +63,9 @@ function wire() {
   $("#rename").addEventListener("click", dialogs.startRename);
   $("#rename-form").addEventListener("submit", (event) => guarded(() => dialogs.renameChat(event)));
   $("#rename-cancel").addEventListener("click", () => $("#rename-dialog").close());
+  $("#pin").addEventListener("click", () => guarded(() => dialogs.toggleMark("pinned")));
+  $("#archive").addEventListener("click", () => guarded(() => dialogs.toggleMark("archived")));
+  $("#archived-toggle").addEventListener("click", () => guarded(() => showArchived(!state.archived)));
   $("#delete").addEventListener("click", () => guarded(dialogs.deleteChat));
   $("#settings-toggle").addEventListener("click", () => guarded(dialogs.toggleSettings));
   wirePicker($("#settings"));

@@ -1,6 +1,9 @@
-// The chat list in the sidebar, narrowed by the search box; a chat being answered is marked.
+// The chat list in the sidebar: titles, pinned chats first, then newest activity first; the
+// archived ones on request; narrowed by the search box. A chat being answered is marked, and
+// a chat file that cannot be read is listed as damaged, with why, and cannot be opened.
 // Under 700 px it folds away behind the Chats button and comes back over the conversation.
 import { listChats } from "./api.js";
+import { followListing } from "./header.js";
 import { escapeHtml, render } from "./markdown.js";
 import { goTo } from "./router.js";
 import { $, state } from "./state.js";
@@ -10,14 +13,30 @@ let shown = ""; // the listing on screen, as JSON: the same one again changes no
 
 export async function loadChats() {
   const mine = ++listing;
-  const payload = await listChats($("#search").value.trim());
+  const searching = $("#search").value.trim();
+  const payload = await listChats(searching, state.archived);
   if (mine !== listing) return;
   state.chats = payload.chats;
-  const text = JSON.stringify(state.chats);
+  followListing(state.chats.find((chat) => chat.name === state.name));
+  const text = JSON.stringify([state.archived, state.chats]);
   if (text === shown) return; // the list is read again often: keep the person's place in it
   shown = text;
-  $("#chat-list").replaceChildren(...state.chats.map(chatItem));
+  const items = state.chats.map((chat) => (chat.damaged ? damagedItem(chat) : chatItem(chat)));
+  if (!items.length && state.archived && !searching) items.push(element("li", "empty", "No archived chats."));
+  $("#chat-list").replaceChildren(...items);
 }
+
+function element(tag, className, text) {
+  const made = document.createElement(tag);
+  made.className = className;
+  made.textContent = text;
+  return made;
+}
+
+// Words after the title, each with its leading space so the button's accessible name reads
+// "TITLE pinned answering…".
+const mark = (className, text) => element("span", `mark ${className}`, ` ${text}`);
+const titleElement = (text) => element("span", "title", text);
 
 function chatItem(chat) {
   const item = document.createElement("li");
@@ -25,18 +44,13 @@ function chatItem(chat) {
   button.type = "button";
   button.dataset.name = chat.name;
   if (chat.name === state.name) button.setAttribute("aria-current", "true");
-  const title = document.createElement("span");
-  title.textContent = chat.name;
+  button.append(titleElement(chat.title || chat.name));
+  if (chat.pinned) button.append(mark("pinned", "pinned"));
+  if (chat.archived && !state.archived) button.append(mark("archived", "archived")); // a search result
+  if (chat.running) button.append(mark("running", "answering…"));
   const detail = document.createElement("span");
   detail.className = chat.snippet ? "snippet" : "model";
   detail.innerHTML = chat.snippet ? render(chat.snippet).replace(/^<p>|<\/p>$/g, "") : escapeHtml(chat.model || "");
-  button.append(title);
-  if (chat.running) {
-    const running = document.createElement("span");
-    running.className = "running";
-    running.textContent = " answering…"; // the space: the button's accessible name reads "NAME answering…"
-    button.append(running);
-  }
   button.append(detail);
   button.addEventListener("click", () => {
     foldList();
@@ -46,11 +60,28 @@ function chatItem(chat) {
   return item;
 }
 
+// A file in the chats folder that is not a readable chat: its name and what is wrong, to fix
+// by hand (chatproxy cannot open it).
+function damagedItem(chat) {
+  const item = element("li", "damaged", "");
+  item.append(titleElement(chat.name), element("span", "why", `Damaged, cannot be opened: ${chat.damaged}`));
+  return item;
+}
+
 export function markCurrent(name) {
   document.querySelectorAll("#chat-list button").forEach((button) => {
     if (button.dataset.name === name) button.setAttribute("aria-current", "true");
     else button.removeAttribute("aria-current");
   });
+}
+
+// The archived chats instead of the others (``on``), or the others again.
+export async function showArchived(on) {
+  state.archived = on;
+  $("#archived-toggle").textContent = on ? "Back to chats" : "Archived chats";
+  $("#chat-list").setAttribute("aria-label", on ? "Archived chats" : "Chat list");
+  $("#archived-heading").hidden = !on;
+  await loadChats();
 }
 
 // -- folding (the CSS shows the button and folds the list only under 700 px) ----------------

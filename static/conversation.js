@@ -1,8 +1,10 @@
 // The open chat: showing it, and what the person does in it (send, regenerate, edit, switch
-// to another version). What they typed is never lost: a send that fails puts it back.
+// to another version, retry a question left unanswered). What they typed is never lost: a send
+// that fails puts it back, and a question LM Studio refused stays, with Retry and Edit.
 import * as server from "./api.js";
 import { loadChats, markCurrent } from "./chatlist.js";
 import { keepUp } from "./follow.js";
+import { showHeader } from "./header.js";
 import { checkHealth } from "./health.js";
 import { addTool, messageElement, truncationNotice, versionsElement } from "./messages.js";
 import { guarded, showBanner, upstreamTrouble } from "./notices.js";
@@ -23,7 +25,7 @@ export async function openChat(name, { again = false, attach = true } = {}) {
   state.name = name;
   state.chat = chatPayload.chat;
   state.branches = branchPayload.branches;
-  $("#chat-title").textContent = name;
+  showHeader();
   $("#chat-header").hidden = false;
   $("#composer").hidden = false;
   $("#empty").hidden = true;
@@ -58,9 +60,11 @@ function renderMessages() {
     ...messages.map((message, index) => {
       const article = messageElement(message, index);
       if (message.role === "user") addTool(article, "Edit", () => editMessage(article, index));
-      const answersLast = index === lastAssistant && lastAssistant > lastUser;
-      const unanswered = index === lastUser && lastUser === messages.length - 1;
-      if (answersLast || unanswered) addTool(article, "Regenerate", () => regenerate());
+      if (index === lastAssistant && lastAssistant > lastUser) addTool(article, "Regenerate", () => regenerate());
+      if (index === lastUser && lastUser === messages.length - 1) {
+        addTool(article, "Retry", () => retry(message.content)); // the last question, without a reply
+        if (message.unanswered) article.append(unansweredNote());
+      }
       const branch = state.branches.find((place) => place.index === index);
       if (branch) article.append(branchVersions(branch));
       return article;
@@ -173,14 +177,22 @@ function keepTyped(turn, showShown, restore) {
   if (!turn.refused) return;
   if (!turn.reread) showShown();
   restore();
-  showBanner(`${turn.problem} What you wrote is kept: send it again once that is fixed.`);
+  const left = turn.reread && state.chat.messages.at(-1)?.unanswered === true; // stored, with Retry
+  showBanner(`${turn.problem} What you wrote is kept: ${left ? "Retry it, or send it again," : "send it again"} once that is fixed.`);
 }
 
-// Whether the chat ends with ``content`` asked and not answered (LM Studio was down, say):
-// sending it again answers that question rather than asking it twice in a row.
-function unanswered(content) {
+function unansweredNote() {
+  const note = document.createElement("p");
+  note.className = "note";
+  note.textContent = "Not answered: Retry asks again, Edit changes the question first.";
+  return note;
+}
+
+// Whether ``message`` is the chat's last question again, left unanswered (LM Studio was down,
+// say): the server answers that one rather than storing it twice, so it is shown once.
+function repeatsUnanswered(message) {
   const last = state.chat.messages.at(-1);
-  return last !== undefined && last.role === "user" && last.content === content;
+  return last !== undefined && last.unanswered === true && last.role === message.role && last.content === message.content;
 }
 
 export async function send(event) {
@@ -191,15 +203,12 @@ export async function send(event) {
   input.value = "";
   const name = state.name;
   const shown = state.chat.messages.length;
-  let turn;
-  if (unanswered(content)) {
-    turn = await runTurn((signal) => server.regenerate(name, signal));
-  } else {
-    const message = { role: "user", content };
+  const message = { role: "user", content };
+  if (!repeatsUnanswered(message)) {
     state.chat.messages.push(message);
     $("#messages").append(messageElement(message, shown));
-    turn = await runTurn((signal) => server.sendMessage(name, message, signal));
   }
+  const turn = await runTurn((signal) => server.sendMessage(name, message, signal));
   const showShown = () => {
     state.chat.messages.length = shown;
     renderMessages();
@@ -208,6 +217,14 @@ export async function send(event) {
     input.value = input.value ? `${content}\n\n${input.value}` : content;
     input.focus();
   });
+}
+
+// Retry: the last question, left without a reply, is answered. The composer held it again
+// if a refused send put it back: asked here, it is not left there to be asked twice.
+function retry(question) {
+  if (state.turn) return;
+  if ($("#input").value === question) $("#input").value = "";
+  regenerate();
 }
 
 function regenerate() {

@@ -1,7 +1,8 @@
-// The chat's own commands: new, rename, delete, settings, export.
+// The chat's own commands: new, rename, pin, archive, delete, settings, export.
 import * as server from "./api.js";
-import { foldList, loadChats } from "./chatlist.js";
+import { foldList, loadChats, showArchived } from "./chatlist.js";
 import { reloadChat } from "./conversation.js";
+import { showHeader } from "./header.js";
 import { fillPicker, loadModels, pickedModel } from "./models.js";
 import { explain } from "./notices.js";
 import { goTo } from "./router.js";
@@ -30,28 +31,67 @@ async function inDialog(dialog, errorLine, change) {
   return true;
 }
 
+// Without a name the chat gets one of its own, and its first message gives it a title; a name
+// given is the title the person sees (set as theirs: the model does not retitle it).
 export async function createChat(event) {
   event.preventDefault();
-  const name = $("#new-name").value;
-  if (!(await inDialog("#new-dialog", "#new-error", () => server.createChat(name, pickedModel($("#new-form")))))) return;
+  const name = $("#new-name").value.trim() ? $("#new-name").value : null;
+  let created;
+  const create = async () => (created = await server.createChat(name, pickedModel($("#new-form"))));
+  if (!(await inDialog("#new-dialog", "#new-error", create))) return;
+  // Should this fail, the list shows the name anyway until the first message titles the chat.
+  if (name) await server.changeChat(created.name, { title: name }).catch(() => {});
   $("#search").value = "";
-  await loadChats();
-  goTo(name);
+  if (state.archived) await showArchived(false); // a new chat is not among the archived
+  else await loadChats();
+  goTo(created.name);
 }
 
 export function startRename() {
+  $("#rename-chat-title").value = state.chat.title || "";
   $("#rename-name").value = state.name;
   $("#rename-error").hidden = true;
   $("#rename-dialog").showModal();
+  $("#rename-chat-title").select();
 }
 
+// The title (empty: the first message's again) and the name, each only if it changed.
 export async function renameChat(event) {
   event.preventDefault();
+  const changes = {};
+  const title = $("#rename-chat-title").value.trim();
+  if (title !== (state.chat.title || "")) changes.title = title || null;
   const newName = $("#rename-name").value;
-  if (!(await inDialog("#rename-dialog", "#rename-error", () => server.changeChat(state.name, { new_name: newName })))) return;
-  state.name = newName;
+  if (newName !== state.name) changes.new_name = newName;
+  if (!Object.keys(changes).length) {
+    $("#rename-dialog").close();
+    return;
+  }
+  let changed;
+  const change = async () => (changed = await server.changeChat(state.name, changes));
+  if (!(await inDialog("#rename-dialog", "#rename-error", change))) return;
+  if (changes.new_name !== undefined) {
+    state.name = changed.name;
+    await loadChats();
+    goTo(changed.name, { replace: true }); // the old name's URL leads nowhere now
+    return;
+  }
+  keepMarks(changed.chat);
   await loadChats();
-  goTo(newName, { replace: true }); // the old name's URL leads nowhere now
+}
+
+// Pin or Archive (``mark``: "pinned" or "archived"): set to what it is not, as the button says.
+export async function toggleMark(mark) {
+  const name = state.name;
+  const { chat } = await server.changeChat(name, { [mark]: !state.chat[mark] });
+  if (state.name === name) keepMarks(chat);
+  await loadChats();
+}
+
+// The title, pin and archive of ``chat`` (as a change answered it) in the open chat's header.
+function keepMarks(chat) {
+  for (const key of ["title", "pinned", "archived", "updated_at"]) state.chat[key] = chat[key];
+  showHeader();
 }
 
 export async function deleteChat() {

@@ -3,6 +3,7 @@ export const $ = (selector) => document.querySelector(selector);
 
 export const state = {
   chats: [],
+  archived: false, // the list shows the archived chats (only)
   name: null, // the open chat
   chat: null,
   branches: [],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -81,16 +82,28 @@ async def test_escape_aborts_the_stream_and_keeps_what_arrived(proxy, fake, serv
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_rename_and_delete(proxy, request):
+async def test_rename_sets_the_title_or_the_name_and_delete(proxy, request):
     async with browser_page(proxy, request) as page:
         await new_chat(page, "before")
-        await page.get_by_role("button", name="Rename").click()
-        await page.get_by_label("New name", exact=True).fill("after / renamed")
-        await page.locator("#rename-form").get_by_role("button", name="Rename").click()
+        rename = page.locator("#rename-form").get_by_role("button", name="Rename")
+        await page.locator("#chat-header").get_by_role("button", name="Rename").click()
+        await expect(page.get_by_label("Title", exact=True)).to_have_value("before")  # the name given, as its title
+        await page.get_by_label("Title", exact=True).fill("after / renamed")
+        await rename.click()
         await expect(page.locator("#chat-title")).to_have_text("after / renamed")
         await expect(page.locator("#chat-list button")).to_have_count(1)
         await expect(page.locator("#chat-list")).to_contain_text("after / renamed")
-        assert [c["name"] for c in (await call(proxy, "GET", "/chats")).json["chats"]] == ["after / renamed"]
+        assert [c["name"] for c in (await call(proxy, "GET", "/chats")).json["chats"]] == ["before"]  # its id, its URL
+        assert page.url.endswith("#/chat/before")
+        chat = (await call(proxy, "GET", "/chat?name=before")).json["chat"]
+        assert (chat["title"], chat["title_source"]) == ("after / renamed", "user")
+
+        await page.locator("#chat-header").get_by_role("button", name="Rename").click()
+        await page.get_by_label("Name (the chat's id)").fill("moved")
+        await rename.click()
+        await expect(page).to_have_url(re.compile(r"#/chat/moved$"))
+        await expect(page.locator("#chat-title")).to_have_text("after / renamed")
+        assert [c["name"] for c in (await call(proxy, "GET", "/chats")).json["chats"]] == ["moved"]
         await page.get_by_role("button", name="Delete").click()
         await expect(page.locator("#chat-list button")).to_have_count(0)
         await expect(page.locator("#empty")).to_be_visible()

@@ -120,3 +120,55 @@ async def test_no_model_loaded_is_said_and_a_model_id_can_be_typed(proxy, fake, 
         await page.get_by_role("button", name="Create").click()
         await expect(page.locator("#chat-title")).to_have_text("other")
         assert (await call(proxy, "GET", "/chat?name=other")).json["chat"]["model"] == "not-listed-model"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_refused_question_shows_unanswered_with_retry_and_edit_and_is_stored_once(proxy, fake, request):
+    refused = Reply(status=404, error="Model 'test-model' not found")
+    fake.script.extend([refused, refused, Reply(tokens=["Answered at last"]), refused, Reply(tokens=["Edited answer"])])
+    async with browser_page(proxy, request) as page:
+        await new_chat(page, "refused")
+        await send(page, "First try")
+        await kept(page, "First try", "LM Studio answered 404", "Retry it, or send it again")
+        question = page.locator(".message.user")
+        await expect(question).to_have_count(1)
+        await expect(question.locator(".note")).to_have_text("Not answered: Retry asks again, Edit changes the question first.")
+        retry = question.get_by_role("button", name="Retry")
+        await retry.click()  # refused again: still one question, still unanswered
+        await expect(page.locator("#banner")).to_contain_text("LM Studio answered 404")
+        await expect(page.get_by_label("Your message")).to_have_value("")  # asked by Retry, not left to be asked twice
+        await expect(question.locator(".note")).to_have_count(1)
+        await retry.click()
+        await answered(page, 1)
+        await expect(page.locator(".message.assistant .content")).to_have_text("Answered at last")
+        await expect(page.locator(".message.user .note")).to_have_count(0)
+        await expect(page.locator(".message.user").get_by_role("button", name="Retry")).to_have_count(0)
+        assert await stored(proxy, "refused") == [("user", "First try"), ("assistant", "Answered at last")]
+        assert [body["messages"] for body in fake.requests] == [[{"role": "user", "content": "First try"}]] * 3
+
+        await send(page, "Second questoin")
+        await expect(page.locator(".message.user").nth(1).locator(".note")).to_contain_text("Not answered")
+        await page.get_by_label("Your message").fill("")
+        await page.locator(".message.user").nth(1).get_by_role("button", name="Edit").click()
+        await page.get_by_label("Edit the message").fill("Second question")
+        await page.get_by_role("button", name="Save and resend").click()
+        await answered(page, 2)
+        await expect(page.locator(".message.user .note")).to_have_count(0)
+        await expect(page.locator("#banner")).to_be_hidden()
+        assert (await stored(proxy, "refused"))[2:] == [("user", "Second question"), ("assistant", "Edited answer")]
+        assert [m["content"] for m in fake.requests[-1]["messages"]] == ["First try", "Answered at last", "Second question"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_unanswered_question_typed_again_is_shown_once_and_answered(proxy, fake, request):
+    fake.script.extend([Reply(status=404, error="Model 'test-model' not found"), Reply(tokens=["Now answered"])])
+    async with browser_page(proxy, request) as page:
+        await new_chat(page, "again")
+        await send(page, "Same words")
+        await kept(page, "Same words", "LM Studio answered 404")
+        await page.get_by_label("Your message").press("Enter")
+        await expect(page.locator(".message.user")).to_have_count(1)
+        await answered(page, 1)
+        await expect(page.locator(".message.user")).to_have_count(1)
+        assert await stored(proxy, "again") == [("user", "Same words"), ("assistant", "Now answered")]
+        assert fake.requests[-1]["messages"] == [{"role": "user", "content": "Same words"}]
