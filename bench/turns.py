@@ -64,6 +64,10 @@ ONE_TOKEN = "bench:tokens=1"
 BURST_TOKENS = 50
 BURST_MODEL = f"bench:tokens={BURST_TOKENS}:interval=0.1:stamp=1"
 LONG_CHAT = 2000
+# The chats already hold a question and its answer: the turns measured are a conversation's
+# next ones. (A chat's very first turn also has its model asked for a title afterwards, in
+# the background: one more short request, once per chat.)
+PREVIOUS_TURN = 2
 HEADER = ("measure", "direct", "seed", "chatproxy", "figure")
 
 
@@ -89,7 +93,7 @@ async def sequential_figures(start, upstream_port: int, args, has_v1: bool) -> d
     with tempfile.TemporaryDirectory(prefix="bench-turns-") as scratch:
         folder = Path(scratch) / "chats"
         for prefix, count in (("warm", args.warm), ("cpu", args.cpu_turns), ("first", args.first)):
-            write_chats(folder, count, 0, prefix=prefix)
+            write_chats(folder, count, PREVIOUS_TURN, prefix=prefix)
         with start(str(folder)) as (port, process):
             await sequential(port, turns("warm", args.warm))
             before = tree_cpu_seconds(process.pid)
@@ -168,7 +172,7 @@ async def server_burst(start, args) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-turns-") as scratch:
         folder = Path(scratch) / "chats"
         write_chats(folder, 1, 0, prefix="warm")
-        write_chats(folder, args.burst, 0, prefix="burst", model=BURST_MODEL)
+        write_chats(folder, args.burst, PREVIOUS_TURN, prefix="burst", model=BURST_MODEL)
         with start(str(folder)) as (port, process):
             await sequential(port, turns("warm", 1))
             idle = sum(m["VmRSS"] for m in tree_memory(process.pid).values()) / 1024
