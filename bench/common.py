@@ -108,9 +108,10 @@ def seed_server(seed: str, python: str, upstream_port: int, chats_dir: str) -> I
 
 
 def _bench_config(scratch: str) -> str:
-    """Stop quickly when a benchmark ends."""
+    """Stop quickly when a benchmark ends; no background title requests (a new chat's first
+    reply has the model asked for a title: one more upstream request, not what is timed)."""
     path = os.path.join(scratch, "bench.toml")
-    Path(path).write_text("[shutdown]\ngrace = 1\n")
+    Path(path).write_text("[shutdown]\ngrace = 1\n[chats]\nmodel_titles = false\n")
     return path
 
 
