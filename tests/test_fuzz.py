@@ -15,7 +15,7 @@ import os
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import assert_error, call
@@ -170,6 +170,8 @@ FILE_ROUTES = [
 
 @settings(FUZZ, max_examples=100)
 @given(content=odd_files, route=st.sampled_from(FILE_ROUTES))
+# Found: a model that is not text reached the upstreams' routing (500).
+@example(content={"messages": [], "model": []}, route=("PUT", "/chat", {"name": "hand", "message": {"role": "user", "content": "a"}}))
 def test_hand_edited_files_of_any_shape_never_answer_5xx(io_loop, proxy, chats_dir, content, route):
     chats_dir.mkdir(exist_ok=True)
     (chats_dir / "hand.json").write_text(json.dumps(content))

@@ -28,8 +28,9 @@ def completion_request(chat: dict) -> dict:
     system_prompt = chat.get("system_prompt")
     if isinstance(system_prompt, str) and system_prompt.strip():
         messages.insert(0, {"role": "system", "content": system_prompt})
+    model = chat.get("model")
     return {
-        "model": chat.get("model"),
+        "model": model if isinstance(model, str) else None,  # a hand-edited file may hold anything
         "messages": messages,
         "temperature": chat.get("temperature", 0.7),
         "max_tokens": chat.get("max_tokens", -1),
