@@ -12,6 +12,7 @@ multiprocess mode, in a temporary folder that lives as long as the supervisor).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ from typing import Callable
 log = logging.getLogger("chatproxy")
 
 RESTART_DELAY_S = 1.0
+PR_SET_PDEATHSIG = 1  # prctl(2)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -57,7 +59,8 @@ class Supervisor:
                 continue
             log.error("Worker %d (pid %d) stopped with exit code %d; starting it again", number, pid, code)
             time.sleep(max(0.0, RESTART_DELAY_S - (time.monotonic() - self._started_at.get(number, 0))))
-            self._spawn(number)
+            if not self._signals:  # a stop that came during the pause: no new worker
+                self._spawn(number)
         return 1 if failed else 0
 
     def _spawn(self, number: int) -> None:
@@ -66,6 +69,7 @@ class Supervisor:
             code = 1
             try:
                 os.setpgid(0, 0)  # the terminal's Ctrl-C goes to the supervisor alone
+                stop_with_parent()
                 for signum in STOP_SIGNALS:
                     signal.signal(signum, signal.SIG_DFL)
                 # Held until the worker's loop can handle them (chatproxy.signalled), so a
@@ -89,6 +93,18 @@ class Supervisor:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
+
+
+def stop_with_parent() -> None:
+    """Ask the kernel to send this worker SIGTERM if the supervisor dies (Linux): workers
+    left behind would hold the port and the chats without anyone to stop them."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # elsewhere the workers outlive a killed supervisor
+    if os.getppid() == 1:  # it died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class SharedMetrics:

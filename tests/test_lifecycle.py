@@ -120,13 +120,22 @@ async def test_workers_share_the_port_count_metrics_together_and_a_dead_one_is_r
         listed = re.search(r'^chatproxy_requests_total\{method="GET",route="/chats",status="200"\} (\d+)', metrics, re.M)
         assert int(listed.group(1)) >= 40  # every worker's count (start_server's own GETs too)
         os.kill(workers[0], signal.SIGKILL)
-        await wait_for(lambda: len(child_pids(process.pid)) == 2 and workers[0] not in child_pids(process.pid), timeout=10, what="a new worker")
+        await wait_for(lambda: len(child_pids(process.pid)) == 2 and workers[0] not in child_pids(process.pid), timeout=30, what="a new worker")
         assert (await call(base, "GET", "/chat?name=demo")).status == 200
         process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 20) == 0
+        assert await asyncio.wait_for(process.wait(), 30) == 0
         assert all(has_exited(pid) for pid in child_pids(process.pid) + workers[1:])
     finally:
-        await stop_server(process)
+        await stop_server(process)  # its workers too: the kernel stops them when it dies
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_workers_stop_when_their_supervisor_is_killed(project_root, clean_env, tmp_path, fake):
+    process, base = await start_server(project_root, clean_env, tmp_path, fake, server__workers=2)
+    workers = child_pids(process.pid)
+    assert len(workers) == 2
+    process.kill()
+    await wait_for(lambda: all(has_exited(pid) for pid in workers), timeout=30, what="the workers to stop")
 
 
 @pytest.mark.gen_test(timeout=60)
