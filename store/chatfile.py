@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from typing import Callable
 
 import jsonbytes
 
@@ -43,6 +44,17 @@ def apply_settings(chat: dict, changes: dict) -> None:
             chat.pop(key, None)
         else:
             chat[key] = value
+
+
+def changed_by(rule: Callable[..., object], *arguments: object) -> Callable[[dict], dict]:
+    """A change for either engine's update that applies ``rule(chat, *arguments)`` (a rule of
+    this module, history.py or running.py) and answers the changed chat."""
+
+    def change(chat: dict) -> dict:
+        rule(chat, *arguments)
+        return chat
+
+    return change
 
 
 def decode(name: str, file_name: str, data: bytes) -> dict:

@@ -24,7 +24,7 @@ import jsonbytes
 
 from . import chatfile, history, names, running, titles
 from .errors import ChatExists
-from .folder import ChatFolder, changed_by
+from .folder import ChatFolder
 from .holds import Holds
 from .index import BY_NAME, HIDE_ARCHIVED
 from .locks import KeyedLocks
@@ -146,21 +146,21 @@ class ChatStore:
 
     async def update_settings(self, name: str, changes: dict[str, Any]) -> dict:
         """Set the given keys; a None value removes the key (e.g. clears the system prompt)."""
-        return await self._update(name, changed_by(chatfile.apply_settings, changes))
+        return await self._update(name, chatfile.changed_by(chatfile.apply_settings, changes))
 
     async def set_model_title(self, name: str, title: str) -> bool:
         """The model's title for the chat, unless the chat's title is no longer the first
         message's (the user set one meanwhile); whether it was set."""
         if not titles.model_may_improve(await self.get(name)):
             return False  # no write: the chat's activity time stays as it is
-        chat = await self._update(name, changed_by(titles.set_by_model, title))
+        chat = await self._update(name, chatfile.changed_by(titles.set_by_model, title))
         return chat.get(titles.TITLE) == title
 
     async def edit_message(self, name: str, index: int, content: str) -> dict:
-        return await self._update(name, changed_by(history.edit, index, content))
+        return await self._update(name, chatfile.changed_by(history.edit, index, content))
 
     async def switch_branch(self, name: str, index: int, alternative: int) -> dict:
-        return await self._update(name, changed_by(history.switch, index, alternative))
+        return await self._update(name, chatfile.changed_by(history.switch, index, alternative))
 
     async def remove_message(self, name: str, index: int) -> dict:
         """Remove the message at ``index``; returns it."""

@@ -29,16 +29,6 @@ log = logging.getLogger("chatproxy.store")
 T = TypeVar("T")
 
 
-def changed_by(rule: Callable[..., object], *arguments: object) -> Callable[[dict], dict]:
-    """A change for ChatFolder.update that applies ``rule(chat, *arguments)`` and returns the chat."""
-
-    def change(chat: dict) -> dict:
-        rule(chat, *arguments)
-        return chat
-
-    return change
-
-
 class ChatFolder:
     def __init__(self, directory: str | os.PathLike) -> None:
         # Plain strings: paths are built for every operation, and pathlib's are slow.

@@ -26,9 +26,9 @@ import os
 from contextlib import suppress
 from typing import Callable
 
-from . import files, names, running
+from . import chatfile, files, names, running
 from .errors import ChatNotFound, StoreError, storage_errors
-from .folder import ChatFolder, changed_by
+from .folder import ChatFolder
 from .turnfile import SUFFIX, TurnFile
 
 log = logging.getLogger("chatproxy.store")
@@ -66,7 +66,7 @@ class Holds:
         except ChatNotFound:
             marked = False
         if marked:
-            self._folder.update(name, changed_by(running.settle, journal))
+            self._folder.update(name, chatfile.changed_by(running.settle, journal))
             log.warning("Chat '%s': stored the turn a stopped process left unfinished", name)
         with storage_errors(f"clearing the turn journal of chat '{name}'"):
             turn_file.clear()

@@ -17,7 +17,6 @@ import jsonbytes
 
 from .. import chatfile, history, names
 from ..errors import ChatExists, ChatNotFound
-from ..folder import changed_by
 from . import rows
 from .tree import Loaded, searchable
 
@@ -161,16 +160,16 @@ async def append(conn: psycopg.AsyncConnection, name: str, messages: list[dict])
 
 
 async def edit_message(conn: psycopg.AsyncConnection, name: str, index: int, content: str) -> dict:
-    return await change(conn, name, changed_by(history.edit, index, content))
+    return await change(conn, name, chatfile.changed_by(history.edit, index, content))
 
 
 async def switch_branch(conn: psycopg.AsyncConnection, name: str, index: int, alternative: int) -> dict:
-    return await change(conn, name, changed_by(history.switch, index, alternative))
+    return await change(conn, name, chatfile.changed_by(history.switch, index, alternative))
 
 
 async def update_settings(conn: psycopg.AsyncConnection, name: str, changes: dict[str, Any]) -> dict:
     """Set the given keys; a None value removes the key (e.g. clears the system prompt)."""
-    return await change(conn, name, changed_by(chatfile.apply_settings, changes))
+    return await change(conn, name, chatfile.changed_by(chatfile.apply_settings, changes))
 
 
 async def remove_message(conn: psycopg.AsyncConnection, name: str, index: int) -> dict:

@@ -19,9 +19,8 @@ from typing import Callable
 
 import psycopg
 
-from .. import names, running
+from .. import chatfile, names, running
 from ..errors import ChatNotFound, StorageFailure
-from ..folder import changed_by
 from . import rows
 from .tree import encode
 
@@ -84,7 +83,7 @@ async def begin_turn(conn: psycopg.AsyncConnection, lease: Lease, name: str, pla
     Returns the changed chat, ``running_turn`` included."""
     async with conn.transaction():
         await _fence(conn, lease)
-        chat_id, chat = await rows.change(conn, name, changed_by(running.begin, plan, turn))
+        chat_id, chat = await rows.change(conn, name, chatfile.changed_by(running.begin, plan, turn))
         await conn.execute(
             "INSERT INTO turns (chat_id, turn_id, turn, epoch) VALUES (%s, %s, %s::json, %s)",
             (chat_id, str(turn["id"]), encode(turn), lease.epoch),
