@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 from typing import Any, Coroutine, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -28,7 +29,7 @@ from handlers.metrics import count_across_processes
 from handlers.streams import SHUTTING_DOWN, StreamRegistry
 from lmstudio import Upstreams
 from logs import configure_logging, log_request
-from store import ChatStore, StoreError
+from store import ChatStore, Store, StoreError, store_at
 from turns import TurnRegistry
 from turns.titles import TitleWriter
 from workers import STOP_SIGNALS, SharedMetrics, Supervisor
@@ -59,8 +60,14 @@ def make_app(services: Services) -> Application:
     )
 
 
+def make_store(config: Config) -> Store:
+    if config.store_url:
+        return store_at(config.store_url, pool_size=config.store_pool_size)
+    return ChatStore(config.chats_dir)
+
+
 def make_services(config: Config) -> Services:
-    store = ChatStore(config.chats_dir)
+    store = make_store(config)
     store.open()
     upstreams = Upstreams.build(
         config.upstreams,
@@ -111,22 +118,30 @@ def security_warnings(config: Config) -> list[str]:
     return []
 
 
-async def serve(config: Config, sockets: list[socket.socket]) -> int:
+async def serve(config: Config, sockets: list[socket.socket], peer_sockets: list[socket.socket] | None = None, worker: int = 0) -> int:
     services = make_services(config)
     await services.store.start()
     # Bodies over the limit are answered 413 by the handlers (they see Content-Length
     # first); this connection-level limit only stops a chunked body that never ends.
     server = HTTPServer(make_app(services), max_body_size=config.max_body_size, xheaders=False)
     server.add_sockets(sockets)
-    # Where other chatproxy processes on this machine (--workers, a second instance on the
-    # same chats) reach this one for the turns it runs: a loopback port of its own.
-    internal = bind_sockets(0, "127.0.0.1")
-    server.add_sockets(internal)
-    services.owner = services.turns.owner = "http://127.0.0.1:%d" % internal[0].getsockname()[1]
+    # Where other chatproxy processes (--workers, other instances on the same chats) reach
+    # this one for the turns it runs: server.advertise_url, else a loopback port of its own.
+    if config.advertise_url:
+        server.add_sockets(peer_sockets or [])
+        services.owner = advertised(config.advertise_url, worker)
+    else:
+        internal = bind_sockets(0, "127.0.0.1")
+        server.add_sockets(internal)
+        services.owner = "http://127.0.0.1:%d" % internal[0].getsockname()[1]
+    services.turns.owner = services.owner
     log.info("Starting Chat Proxy Server %s on %s:%d", __version__, config.host, config.port)
     services.upstreams.start()
     log.info("Event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
-    log.info("Chats directory: %s", os.path.abspath(config.chats_dir))
+    if config.store_url:
+        log.info("Chats: PostgreSQL at %s; other instances reach this one at %s", services.store.where, services.owner)
+    else:
+        log.info("Chats directory: %s", os.path.abspath(config.chats_dir))
     for warning in security_warnings(config):
         log.warning("%s", warning)
     upstreams_reported = asyncio.ensure_future(report_upstreams(services.upstreams))
@@ -184,14 +199,40 @@ class PortInUse(OSError):
 
 def bind(config: Config) -> list[socket.socket]:
     """The listening sockets (before any worker is forked, so that all share them)."""
+    return _bind(config.host, config.port, "--port PORT (server.port, CHATPROXY_PORT)")
+
+
+def bind_peer_sockets(config: Config) -> list[list[socket.socket]]:
+    """Each worker's listener for other instances, at the port of ``server.advertise_url``
+    plus the worker's number; none when that port is ``server.port`` (one worker: its
+    listener is the one the clients use)."""
+    port = urlsplit(config.advertise_url).port
+    if port == config.port:
+        if config.workers > 1:
+            raise ConfigError(
+                f"server.advertise_url: port {port} is server.port, which {config.workers} workers share;"
+                " give another port (each worker listens for other instances on that port + its number)"
+            )
+        return [[] for _ in range(config.workers)]
+    where = "--advertise-url URL (server.advertise_url, CHATPROXY_ADVERTISE_URL)"
+    return [_bind(config.host, port + number, where) for number in range(config.workers)]
+
+
+def advertised(url: str, worker: int) -> str:
+    """``url`` with the port of ``worker``: the advertised port plus its number."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{parts.netloc.rsplit(':', 1)[0]}:{parts.port + worker}").geturl() if worker else url
+
+
+def _bind(host: str, port: int, setting: str) -> list[socket.socket]:
     try:
-        return bind_sockets(config.port, config.host, backlog=LISTEN_BACKLOG)
+        return bind_sockets(port, host, backlog=LISTEN_BACKLOG)
     except OSError as error:
         if error.errno != errno.EADDRINUSE:
             raise
         raise PortInUse(
-            f"port {config.port} on {config.host} is already in use (another chatproxy, or another "
-            "program, listens there); choose another with --port PORT (server.port, CHATPROXY_PORT)"
+            f"port {port} on {host} is already in use (another chatproxy, or another "
+            f"program, listens there); choose another with {setting}"
         ) from None
 
 
@@ -241,17 +282,27 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 2
     configure_logging(config.debug, config.log_format)
     raise_open_file_limit()
+    if config.store_url:
+        try:  # once, before any worker starts: a database that cannot be used stops here
+            make_store(config).open()
+        except StoreError as error:
+            print(f"chatproxy: {error}", file=sys.stderr)
+            return 2
     try:
         sockets = bind(config)
+        peers = bind_peer_sockets(config) if config.advertise_url else [None] * config.workers
         if config.workers == 1:
-            return run_event_loop(serve(config, sockets))
+            return run_event_loop(serve(config, sockets, peers[0]))
         with SharedMetrics() as metrics_dir:
 
             def run_worker(number: int) -> int:
                 count_across_processes(metrics_dir)
-                return run_event_loop(serve(config, sockets))
+                return run_event_loop(serve(config, sockets, peers[number], number))
 
             return Supervisor(config.workers, run_worker).run()
+    except ConfigError as error:
+        print(f"chatproxy: {error}", file=sys.stderr)
+        return 2
     except (OSError, StoreError) as error:
         # e.g. the port is taken, the chats folder cannot be created or read at start-up
         print(f"chatproxy: {error}", file=sys.stderr)

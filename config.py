@@ -51,6 +51,9 @@ class Config:
     connect_timeout: float = 10.0
     idle_timeout: float = 300.0
     chats_dir: str = "./chats"
+    store_url: str | None = field(default=None, repr=False)  # postgresql://...: may hold a password
+    store_pool_size: int = 10
+    advertise_url: str | None = None
     heartbeat: float = 15.0
     on_disconnect: str = "stop"
     max_streams: int = 1000
@@ -136,6 +139,20 @@ def _url(value: Any) -> str:
     return url.removesuffix("/v1")
 
 
+def _store(value: Any) -> str:
+    location = _text(value)
+    if "://" in location and not location.startswith(("postgresql://", "postgres://")):
+        raise ValueError("expected a postgresql:// URL, or the path of a chats folder")
+    return location
+
+
+def _advertise_url(value: Any) -> str:
+    url = _url(value)
+    if urlsplit(url).port is None:
+        raise ValueError("expected a URL with a port, e.g. http://10.0.0.5:8081")
+    return url
+
+
 def _origins(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = value.split(",")
@@ -180,7 +197,10 @@ SETTINGS = (
     Setting("lm_studio_url", "upstream.url", _url, "LM_STUDIO_URL", "--lm-studio-url"),
     Setting("connect_timeout", "upstream.connect_timeout", _seconds),
     Setting("idle_timeout", "upstream.idle_timeout", _seconds),
+    Setting("advertise_url", "server.advertise_url", _advertise_url, "CHATPROXY_ADVERTISE_URL", "--advertise-url"),
     Setting("chats_dir", "storage.chats_dir", _text, "CHATS_DIR", "--chats-dir"),
+    Setting("store_url", "storage.url", _store, "CHATPROXY_STORE", "--store"),
+    Setting("store_pool_size", "storage.pool_size", _positive_integer),
     Setting("heartbeat", "stream.heartbeat", _seconds),
     Setting("on_disconnect", "stream.on_disconnect", _on_disconnect),
     Setting("max_streams", "stream.max_concurrent", _positive_integer),
@@ -207,6 +227,8 @@ def _argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", metavar="N", help=_help("workers", "server processes sharing the port"))
     parser.add_argument("--lm-studio-url", metavar="URL", help=_help("lm_studio_url", "LM Studio's (or any OpenAI-compatible server's) base URL"))
     parser.add_argument("--chats-dir", metavar="DIR", help=_help("chats_dir", "the chats folder"))
+    parser.add_argument("--store", dest="store_url", metavar="URL", help=_help("store_url", "chats on PostgreSQL: postgresql://user@host:port/db (or a chats folder)"))
+    parser.add_argument("--advertise-url", metavar="URL", help=_help("advertise_url", "where other instances reach this one for its turns (http://host:port)"))
     parser.add_argument("--debug", action="store_const", const="true", help=_help("debug", "verbose logging"))
     return parser
 
@@ -215,7 +237,7 @@ def _help(field: str, text: str) -> str:
     """A flag's help: what it sets, its default, and where else it can be set."""
     setting = next(setting for setting in SETTINGS if setting.field == field)
     default = getattr(Config(), field)
-    shown = str(default).lower() if isinstance(default, bool) else default
+    shown = "unset" if default is None else str(default).lower() if isinstance(default, bool) else default
     env = f"; env {setting.env}" if setting.env else ""
     return f"{text} (default: {shown}{env}; {setting.key} in the config file)"
 
@@ -226,8 +248,9 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     values: dict[str, Any] = {}
     if "upstreams" in table:
         values["upstreams"] = _upstream_list(table["upstreams"], config_path, environ)
+    ranks: dict[str, int] = {}
     for setting in SETTINGS:
-        source, raw = _find(setting, flags, environ, table, config_path)
+        source, raw, ranks[setting.field] = _find(setting, flags, environ, table, config_path)
         if source is None:
             continue
         if setting.field == "lm_studio_url" and source in (setting.flag, f"environment variable {setting.env}"):
@@ -235,20 +258,35 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
         try:
             values[setting.field] = setting.parse(raw)
         except ValueError as error:
-            shown = "(hidden)" if setting.field == "token" else repr(raw)
+            shown = "(hidden)" if setting.field in ("token", "store_url") else repr(raw)
             raise ConfigError(f"{source}: invalid value {shown}: {error}") from None
+    _choose_store(values, ranks)
     return Config(**values)
 
 
+def _choose_store(values: dict[str, Any], ranks: dict[str, int]) -> None:
+    """``storage.url`` and ``storage.chats_dir`` both say where chats are: the one given with
+    the higher precedence wins (the URL when even); a URL that is a path means the folder."""
+    location = values.pop("store_url", None)
+    if location is None or ranks["chats_dir"] > ranks["store_url"]:
+        return
+    if location.startswith(("postgresql://", "postgres://")):
+        values["store_url"] = location
+    else:
+        values["chats_dir"] = location
+
+
 def _find(setting, flags, environ, table, config_path):
+    """Where the setting's value comes from, the value, and that source's precedence (3: a
+    flag, 2: the environment, 1: the file, 0: the default)."""
     if setting.flag and flags.get(setting.field) is not None:
-        return setting.flag, flags[setting.field]
+        return setting.flag, flags[setting.field], 3
     if setting.env and setting.env in environ:
-        return f"environment variable {setting.env}", environ[setting.env]
+        return f"environment variable {setting.env}", environ[setting.env], 2
     section, key = setting.key.split(".")
     if key in table.get(section, {}):
-        return f"{config_path}: {setting.key}", table[section][key]
-    return None, None
+        return f"{config_path}: {setting.key}", table[section][key], 1
+    return None, None, 0
 
 
 def _read_config_file(flag_path: str | None, environ: Mapping[str, str]) -> tuple[Path, dict]:

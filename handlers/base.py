@@ -24,7 +24,7 @@ import jsonbytes
 from store import ChatCorrupt, StoreError
 
 from . import params
-from .errors import ApiError, status_for_store_error
+from .errors import ApiError, headers_for_store_error, status_for_store_error
 from .services import Services
 
 log = logging.getLogger("chatproxy")
@@ -233,6 +233,8 @@ def write_json_error(handler: RequestHandler, status_code: int, error: BaseExcep
             handler.set_header(name, value)
     elif isinstance(error, StoreError):
         message = str(error)
+        for name, value in headers_for_store_error(error).items():
+            handler.set_header(name, value)
     elif status_code == 405:
         message = f"Method {handler.request.method} is not allowed on {handler.request.path}"
     elif isinstance(error, HTTPError) and status_code < 500:

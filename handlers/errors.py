@@ -13,6 +13,7 @@ from store import (
     InvalidChatValue,
     MessageIndexError,
     StorageFull,
+    StoreUnavailable,
 )
 
 
@@ -37,7 +38,10 @@ STORE_ERROR_STATUS = {
     ChatExists: 409,
     ChatCorrupt: 500,
     StorageFull: 507,
+    StoreUnavailable: 503,
 }
+# The database is away: how long a client should wait before it asks again.
+STORE_RETRY_AFTER_S = 5
 
 
 def status_for_store_error(error: BaseException) -> int | None:
@@ -45,3 +49,7 @@ def status_for_store_error(error: BaseException) -> int | None:
         if isinstance(error, error_type):
             return status
     return None
+
+
+def headers_for_store_error(error: BaseException) -> dict[str, str]:
+    return {"Retry-After": str(STORE_RETRY_AFTER_S)} if isinstance(error, StoreUnavailable) else {}

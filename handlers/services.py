@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from config import Config
 from lmstudio import Upstreams
-from store import ChatStore
+from store import Store
 from turns import TurnRegistry
 
 from .metrics import Metrics
@@ -18,7 +18,7 @@ from .streams import StreamRegistry
 @dataclass
 class Services:
     config: Config
-    store: ChatStore
+    store: Store
     upstreams: Upstreams
     streams: StreamRegistry
     metrics: Metrics

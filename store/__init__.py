@@ -1,6 +1,8 @@
-"""Chat persistence: one JSON file per chat in the chats folder. See chats.ChatStore."""
+"""Chat persistence: the Store interface (engine.py) and its two engines, the chats folder
+(chats.ChatStore, one JSON file per chat, the default) and PostgreSQL (postgres/)."""
 
 from .chats import ChatStore
+from .engine import Store
 from .index import BY_NAME, HIDE_ARCHIVED, ONLY_ARCHIVED, RECENT, WITH_ARCHIVED
 from .errors import (
     ChatCorrupt,
@@ -12,7 +14,25 @@ from .errors import (
     StorageFailure,
     StorageFull,
     StoreError,
+    StoreUnavailable,
 )
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(location: str) -> bool:
+    return location.startswith(POSTGRES_SCHEMES)
+
+
+def store_at(location: str, **options) -> Store:
+    """The store at ``location``: a ``postgresql://`` URL (``options`` go to PostgresStore),
+    or else the path of a chats folder. psycopg is imported only for PostgreSQL."""
+    if is_postgres_url(location):
+        from .postgres.engine import PostgresStore
+
+        return PostgresStore(location, **options)
+    return ChatStore(location)
+
 
 __all__ = [
     "BY_NAME",
@@ -21,6 +41,9 @@ __all__ = [
     "RECENT",
     "WITH_ARCHIVED",
     "ChatStore",
+    "Store",
+    "is_postgres_url",
+    "store_at",
     "ChatCorrupt",
     "ChatExists",
     "ChatNotFound",
@@ -30,4 +53,5 @@ __all__ = [
     "StorageFailure",
     "StorageFull",
     "StoreError",
+    "StoreUnavailable",
 ]

@@ -53,6 +53,11 @@ class StorageFull(StorageFailure):
     """The disk (or the user's quota) is full: nothing was changed."""
 
 
+class StoreUnavailable(StorageFailure):
+    """The database cannot be reached now (down, restarting, the network away): nothing was
+    changed by the operation that failed; the same request may work again shortly."""
+
+
 def from_os_error(error: OSError, doing: str) -> StorageFailure:
     """The sentence a user can act on for a failed file operation ``doing`` (e.g. "saving
     chat 'x'"): a full disk, a read-only folder and a permission problem each say so."""

@@ -1,4 +1,6 @@
-"""Fixtures: a fake LM Studio and the real chatproxy app, each on its own 127.0.0.1 socket."""
+"""Fixtures: a fake LM Studio and the real chatproxy app, each on its own 127.0.0.1 socket,
+the app's chats on the folder or, in modules marked ``both_engines``, on PostgreSQL too
+(tests/engines.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,14 @@ sys.path.insert(0, str(ROOT))
 
 from chatproxy import make_app, make_services  # noqa: E402
 from config import Config  # noqa: E402
+from tests.engines import engine, parametrize_engines, store_url, stored  # noqa: E402,F401
 from tests.fake_lmstudio import FakeLMStudio  # noqa: E402
 from tests.helpers import serve_app  # noqa: E402
 from tests.postgres import empty_postgres_url, pg_conn, postgres_server, postgres_url  # noqa: E402,F401
+
+
+def pytest_generate_tests(metafunc) -> None:
+    parametrize_engines(metafunc)
 
 
 @pytest.fixture
@@ -32,19 +39,20 @@ def chats_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
-def config(fake, chats_dir, request) -> Config:
+def config(fake, chats_dir, store_url, request) -> Config:
     marker = request.node.get_closest_marker("config")
     overrides = marker.kwargs if marker else {}
     # No background title requests (turns/titles.py) unless a test asks: they would take
     # the replies other tests script for the fake.
     return dataclasses.replace(
-        Config(lm_studio_url=fake.url, chats_dir=str(chats_dir), model_titles=False), **overrides
+        Config(lm_studio_url=fake.url, chats_dir=str(chats_dir), store_url=store_url, model_titles=False), **overrides
     )
 
 
 @pytest.fixture
 def services(config, io_loop):
     services = make_services(config)
+    io_loop.run_sync(services.store.start)
     yield services
     services.upstreams.close()
     io_loop.run_sync(services.store.close)

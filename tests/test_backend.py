@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from urllib.parse import quote
 
 import pytest
@@ -13,6 +12,8 @@ import pytest
 from tests.fake_lmstudio import MODEL, Reply
 from tests.helpers import assert_error, call, stream, turn, wait_for
 from tests.helpers import create_chat as create
+
+pytestmark = pytest.mark.both_engines
 
 HI = {"role": "user", "content": "hi"}
 
@@ -27,9 +28,9 @@ def pairs(messages):
     return [(m["role"], m["content"]) for m in messages]
 
 
-def seed_reader(chats_dir, name="demo"):
+async def seed_reader(stored, name="demo"):
     """What the original server's frontends read of a chat file: ``messages`` of role and content."""
-    data = json.loads((chats_dir / f"{name}.json").read_text())
+    data = await stored.chat(name)
     return [(m["role"], m["content"]) for m in data["messages"]]
 
 
@@ -37,7 +38,7 @@ def seed_reader(chats_dir, name="demo"):
 
 
 @pytest.mark.gen_test
-async def test_rename_moves_the_chat_and_keeps_everything(proxy, chats_dir):
+async def test_rename_moves_the_chat_and_keeps_everything(proxy, stored):
     await create(proxy, "old")
     await turn(proxy, "old")
     before = await chat(proxy, "old")
@@ -48,40 +49,40 @@ async def test_rename_moves_the_chat_and_keeps_everything(proxy, chats_dir):
     after = await chat(proxy, "new / name")
     assert after["messages"] == before["messages"]
     assert [c["name"] for c in (await call(proxy, "GET", "/chats")).json["chats"]] == ["new / name"]
-    assert not (chats_dir / "old.json").exists()
+    assert await stored.chat("old") is None
 
 
 @pytest.mark.gen_test
-async def test_rename_onto_an_existing_chat_is_409_and_changes_nothing(proxy, chats_dir):
+async def test_rename_onto_an_existing_chat_is_409_and_changes_nothing(proxy, stored):
     await create(proxy, "a")
     await create(proxy, "b", temperature=1.5)
-    before = {p.name: p.read_bytes() for p in chats_dir.glob("*.json")}
+    before = await stored.snapshot()
     assert "already exists" in assert_error(await call(proxy, "PATCH", "/chat", {"name": "a", "new_name": "b"}), 409)
-    assert {p.name: p.read_bytes() for p in chats_dir.glob("*.json")} == before
+    assert await stored.snapshot() == before
 
 
 @pytest.mark.gen_test
-async def test_rename_onto_a_file_another_process_just_wrote_is_409(proxy, chats_dir):
+async def test_rename_onto_a_chat_another_process_just_wrote_is_409(proxy, stored):
     await create(proxy, "a")
     await call(proxy, "GET", "/chats")  # the listing knows only "a"
-    (chats_dir / "b.json").write_text(json.dumps({"model": "theirs", "messages": []}))
+    await stored.put("b", {"model": "theirs", "messages": []})
     assert_error(await call(proxy, "PATCH", "/chat", {"name": "a", "new_name": "b"}), 409)
-    assert json.loads((chats_dir / "b.json").read_text())["model"] == "theirs"
-    assert (chats_dir / "a.json").exists()
+    assert (await stored.chat("b"))["model"] == "theirs"
+    assert await stored.chat("a") is not None
 
 
 @pytest.mark.gen_test
-async def test_settings_change_and_the_system_prompt_goes_first_upstream(proxy, fake, chats_dir):
+async def test_settings_change_and_the_system_prompt_goes_first_upstream(proxy, fake, stored):
     await create(proxy)
     response = await call(proxy, "PATCH", "/chat", {"name": "demo", "model": "other", "temperature": 0.1, "max_tokens": 50, "system_prompt": "Be brief."})
     assert response.status == 200, response.body
-    stored = await chat(proxy)
-    assert (stored["model"], stored["temperature"], stored["max_tokens"], stored["system_prompt"]) == ("other", 0.1, 50, "Be brief.")
+    changed = await chat(proxy)
+    assert (changed["model"], changed["temperature"], changed["max_tokens"], changed["system_prompt"]) == ("other", 0.1, 50, "Be brief.")
     await turn(proxy)
     request = fake.requests[-1]
     assert (request["model"], request["temperature"], request["max_tokens"]) == ("other", 0.1, 50)
     assert request["messages"] == [{"role": "system", "content": "Be brief."}, HI]
-    assert seed_reader(chats_dir)[0] == ("user", "hi")  # not part of messages
+    assert (await seed_reader(stored))[0] == ("user", "hi")  # not part of messages
     await call(proxy, "PATCH", "/chat", {"name": "demo", "system_prompt": None})
     assert "system_prompt" not in await chat(proxy)
     await turn(proxy, content="again")
@@ -102,12 +103,11 @@ async def test_settings_change_and_the_system_prompt_goes_first_upstream(proxy, 
         {"name": "demo", "new_name": 7},
     ],
 )
-async def test_bad_patch_is_400_and_changes_nothing(proxy, chats_dir, body):
+async def test_bad_patch_is_400_and_changes_nothing(proxy, stored, body):
     await create(proxy)
-    before = (chats_dir / "demo.json").read_bytes()
+    before = await stored.snapshot()
     assert_error(await call(proxy, "PATCH", "/chat", body), 400)
-    assert (chats_dir / "demo.json").read_bytes() == before
-    assert sorted(p.name for p in chats_dir.glob("*.json")) == ["demo.json"]
+    assert await stored.snapshot() == before
 
 
 @pytest.mark.gen_test
@@ -178,20 +178,20 @@ async def test_a_reply_records_finish_reason_model_usage_and_timings(proxy, fake
 
 
 @pytest.mark.gen_test
-async def test_edit_in_place_keeps_the_old_version_as_a_branch(proxy, fake, chats_dir):
+async def test_edit_in_place_keeps_the_old_version_as_a_branch(proxy, fake, stored):
     await create(proxy)
     await turn(proxy, content="helo")
     response = await call(proxy, "PUT", "/chat/message", {"name": "demo", "index": 0, "content": "hello"})
     assert response.status == 200, response.body
     assert pairs(response.json["chat"]["messages"]) == [("user", "hello"), ("assistant", "Hello, world!")]
-    assert seed_reader(chats_dir) == [("user", "hello"), ("assistant", "Hello, world!")]
+    assert await seed_reader(stored) == [("user", "hello"), ("assistant", "Hello, world!")]
     branches = (await call(proxy, "GET", "/chat/branches?name=demo")).json["branches"]
     assert branches == [{"index": 0, "alternatives": [{"alternative": 0, "messages": 2, "preview": "helo"}]}]
     assert len(fake.requests) == 1  # an edit without rerun asks nothing
 
 
 @pytest.mark.gen_test
-async def test_edit_with_rerun_streams_a_new_reply_and_keeps_the_old_branch(proxy, fake, chats_dir):
+async def test_edit_with_rerun_streams_a_new_reply_and_keeps_the_old_branch(proxy, fake, stored):
     await create(proxy)
     await turn(proxy, content="first question")
     await turn(proxy, content="second")
@@ -199,19 +199,19 @@ async def test_edit_with_rerun_streams_a_new_reply_and_keeps_the_old_branch(prox
     result = await stream(proxy, "/chat/message", {"name": "demo", "index": 0, "content": "better question", "rerun": True})
     assert result.status == 200 and result.content() == "New answer"
     assert fake.requests[-1]["messages"] == [{"role": "user", "content": "better question"}]
-    assert seed_reader(chats_dir) == [("user", "better question"), ("assistant", "New answer")]
+    assert await seed_reader(stored) == [("user", "better question"), ("assistant", "New answer")]
     assert (await call(proxy, "POST", "/chat/branch", {"name": "demo", "index": 0, "alternative": 0})).status == 200
-    assert seed_reader(chats_dir) == [("user", "first question"), ("assistant", "Hello, world!"), ("user", "second"), ("assistant", "Hello, world!")]
+    assert await seed_reader(stored) == [("user", "first question"), ("assistant", "Hello, world!"), ("user", "second"), ("assistant", "Hello, world!")]
 
 
 @pytest.mark.gen_test
-async def test_rerun_of_an_assistant_message_is_400_and_asks_nothing(proxy, fake, chats_dir):
+async def test_rerun_of_an_assistant_message_is_400_and_asks_nothing(proxy, fake, stored):
     await create(proxy)
     await turn(proxy)
-    before = (chats_dir / "demo.json").read_bytes()
+    before = await stored.snapshot()
     asked = len(fake.requests)
     assert_error(await call(proxy, "PUT", "/chat/message", {"name": "demo", "index": 1, "content": "x", "rerun": True}), 400)
-    assert (chats_dir / "demo.json").read_bytes() == before and len(fake.requests) == asked
+    assert await stored.snapshot() == before and len(fake.requests) == asked
 
 
 @pytest.mark.gen_test
@@ -220,16 +220,16 @@ async def test_rerun_of_an_assistant_message_is_400_and_asks_nothing(proxy, fake
     [{"name": "demo", "index": 9, "content": "x"}, {"name": "demo", "index": -1, "content": "x"}, {"name": "demo", "index": 0},
      {"name": "demo", "index": 0, "content": 3}, {"name": "demo", "index": "0", "content": "x"}, {"name": "demo", "index": 0, "content": "x", "rerun": "yes"}],
 )
-async def test_bad_edit_is_400_and_changes_nothing(proxy, chats_dir, body):
+async def test_bad_edit_is_400_and_changes_nothing(proxy, stored, body):
     await create(proxy)
     await turn(proxy)
-    before = (chats_dir / "demo.json").read_bytes()
+    before = await stored.snapshot()
     assert_error(await call(proxy, "PUT", "/chat/message", body), 400)
-    assert (chats_dir / "demo.json").read_bytes() == before
+    assert await stored.snapshot() == before
 
 
 @pytest.mark.gen_test
-async def test_regenerate_then_branch_back_and_forth_loses_nothing(proxy, fake, chats_dir):
+async def test_regenerate_then_branch_back_and_forth_loses_nothing(proxy, fake, stored):
     await create(proxy)
     fake.script.append(Reply(tokens=["first reply"]))
     await turn(proxy)
@@ -237,30 +237,30 @@ async def test_regenerate_then_branch_back_and_forth_loses_nothing(proxy, fake, 
     result = await stream(proxy, "/chat/regenerate", {"name": "demo"}, method="POST")
     assert result.content() == "second reply"
     assert fake.requests[-1]["messages"] == [HI]
-    assert seed_reader(chats_dir) == [("user", "hi"), ("assistant", "second reply")]
+    assert await seed_reader(stored) == [("user", "hi"), ("assistant", "second reply")]
     branches = (await call(proxy, "GET", "/chat/branches?name=demo")).json["branches"]
     assert branches == [{"index": 1, "alternatives": [{"alternative": 0, "messages": 1, "preview": "first reply"}]}]
     switched = await call(proxy, "POST", "/chat/branch", {"name": "demo", "index": 1, "alternative": 0})
     assert pairs(switched.json["chat"]["messages"]) == [("user", "hi"), ("assistant", "first reply")]
-    assert seed_reader(chats_dir) == [("user", "hi"), ("assistant", "first reply")]
+    assert await seed_reader(stored) == [("user", "hi"), ("assistant", "first reply")]
     await call(proxy, "POST", "/chat/branch", {"name": "demo", "index": 1, "alternative": 0})
-    assert seed_reader(chats_dir) == [("user", "hi"), ("assistant", "second reply")]
+    assert await seed_reader(stored) == [("user", "hi"), ("assistant", "second reply")]
     ours = await chat(proxy)
     assert ours["alternatives"]["1"][0]["messages"][0]["content"] == "first reply"
 
 
 @pytest.mark.gen_test
-async def test_regenerate_needs_a_user_message_and_branch_needs_an_alternative(proxy, fake, chats_dir):
+async def test_regenerate_needs_a_user_message_and_branch_needs_an_alternative(proxy, fake, stored):
     await create(proxy)
     assert_error(await call(proxy, "POST", "/chat/regenerate", {"name": "demo"}), 400)
     assert fake.requests == []
     await turn(proxy)
-    before = (chats_dir / "demo.json").read_bytes()
+    before = await stored.snapshot()
     for body in ({"name": "demo", "index": 1, "alternative": 0}, {"name": "demo", "index": 1, "alternative": True}, {"name": "demo", "index": 0}):
         assert_error(await call(proxy, "POST", "/chat/branch", body), 400)
     assert_error(await call(proxy, "POST", "/chat/branch", {"name": "nope", "index": 0, "alternative": 0}), 404)
     assert_error(await call(proxy, "GET", "/chat/branches?name=nope"), 404)
-    assert (chats_dir / "demo.json").read_bytes() == before
+    assert await stored.snapshot() == before
 
 
 @pytest.mark.gen_test
@@ -284,19 +284,17 @@ async def search(proxy, query, **extra):
     return response.json["chats"]
 
 
-def write_chat(chats_dir, name, *contents, model="m"):
-    chats_dir.mkdir(exist_ok=True)
+async def write_chat(stored, name, *contents, model="m"):
+    """A chat put in place beside the server: a hand edit, or another process's."""
     messages = [{"role": ("user", "assistant")[i % 2], "content": c} for i, c in enumerate(contents)]
-    temp = chats_dir / f".{name}.tmp"
-    temp.write_text(json.dumps({"model": model, "messages": messages}))
-    os.replace(temp, chats_dir / f"{name}.json")  # as an editor or a sync tool saves
+    await stored.put(name, {"model": model, "messages": messages})
 
 
 @pytest.mark.gen_test
-async def test_search_finds_names_and_contents_ranked_with_a_snippet(proxy, chats_dir):
-    write_chat(chats_dir, "Rust lifetimes", "what are lifetimes?", "borrow checker things")
-    write_chat(chats_dir, "cooking", "a recipe", "mention rust once on the pan")
-    write_chat(chats_dir, "unrelated", "nothing", "here")
+async def test_search_finds_names_and_contents_ranked_with_a_snippet(proxy, stored):
+    await write_chat(stored, "Rust lifetimes", "what are lifetimes?", "borrow checker things")
+    await write_chat(stored, "cooking", "a recipe", "mention rust once on the pan")
+    await write_chat(stored, "unrelated", "nothing", "here")
     found = await search(proxy, "rust")
     assert [c["name"] for c in found] == ["Rust lifetimes", "cooking"]
     assert found[0]["model"] == "m" and found[0]["id"] == "Rust lifetimes"
@@ -307,11 +305,11 @@ async def test_search_finds_names_and_contents_ranked_with_a_snippet(proxy, chat
 
 
 @pytest.mark.gen_test
-async def test_search_sees_our_changes_and_hand_edits_and_survives_losing_its_index(proxy, chats_dir):
+async def test_search_sees_our_changes_and_hand_edits_and_survives_losing_its_index(proxy, chats_dir, stored):
     await create(proxy)
     await turn(proxy, content="zebra crossing")
     assert [c["name"] for c in await search(proxy, "zebra")] == ["demo"]
-    write_chat(chats_dir, "by hand", "the zebra again")
+    await write_chat(stored, "by hand", "the zebra again")
     assert sorted(c["name"] for c in await search(proxy, "zebra")) == ["by hand", "demo"]
     await call(proxy, "DELETE", "/chat?name=demo")
     assert [c["name"] for c in await search(proxy, "zebra")] == ["by hand"]
@@ -323,8 +321,8 @@ async def test_search_sees_our_changes_and_hand_edits_and_survives_losing_its_in
 
 
 @pytest.mark.gen_test
-async def test_a_damaged_search_index_is_rebuilt(proxy, chats_dir, services):
-    write_chat(chats_dir, "kept", "a unicorn")
+async def test_a_damaged_search_index_is_rebuilt(proxy, chats_dir, stored, services):
+    await write_chat(stored, "kept", "a unicorn")
     assert [c["name"] for c in await search(proxy, "unicorn")] == ["kept"]
     await services.store.close()  # the worker lets go of the index
     for path in chats_dir.glob(".search.sqlite*"):
@@ -334,17 +332,17 @@ async def test_a_damaged_search_index_is_rebuilt(proxy, chats_dir, services):
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("query", ['"', "a OR b", "NEAR(a b)", "*", "-x", "col:val", "'; DROP TABLE files; --", "ünïcödé", "😀", "^"])
-async def test_search_syntax_in_the_query_is_just_text(proxy, chats_dir, query):
-    write_chat(chats_dir, "x", "a b ünïcödé")
+async def test_search_syntax_in_the_query_is_just_text(proxy, stored, query):
+    await write_chat(stored, "x", "a b ünïcödé")
     response = await call(proxy, "GET", "/chats?q=" + quote(query))
     assert response.status == 200, response.body
     assert isinstance(response.json["chats"], list)
 
 
 @pytest.mark.gen_test
-async def test_search_limit_is_checked(proxy, chats_dir):
+async def test_search_limit_is_checked(proxy, stored):
     for number in range(5):
-        write_chat(chats_dir, f"c{number}", "common word")
+        await write_chat(stored, f"c{number}", "common word")
     assert len(await search(proxy, "common", limit=2)) == 2
     for bad in ("0", "x", "100000", "-1"):
         assert_error(await call(proxy, "GET", f"/chats?q=common&limit={bad}"), 400)
@@ -376,16 +374,15 @@ async def test_export_one_chat_as_json_and_markdown(proxy, fake):
 
 
 @pytest.mark.gen_test
-async def test_export_all_as_ndjson_imports_back_the_same(proxy, chats_dir, fake):
+async def test_export_all_as_ndjson_imports_back_the_same(proxy, stored, fake):
     for number in range(250):  # more than one batch
-        write_chat(chats_dir, f"chat {number:03}", f"question {number}", f"answer {number}")
+        await write_chat(stored, f"chat {number:03}", f"question {number}", f"answer {number}")
     exported = await call(proxy, "GET", "/chats/export")
     assert exported.status == 200 and exported.headers["Content-Type"].startswith("application/x-ndjson")
     lines = [json.loads(line) for line in exported.body.decode().splitlines()]
     assert [line["name"] for line in lines] == [f"chat {n:03}" for n in range(250)]
     assert lines[7]["chat"]["messages"][1]["content"] == "answer 7"
-    for path in chats_dir.glob("*.json"):
-        path.unlink()
+    await stored.clear()
     imported = await call(proxy, "POST", "/chats/import", raw=exported.body)
     assert imported.status == 200, imported.body
     assert len(imported.json["imported"]) == 250 and imported.json["errors"] == []
@@ -393,9 +390,9 @@ async def test_export_all_as_ndjson_imports_back_the_same(proxy, chats_dir, fake
 
 
 @pytest.mark.gen_test
-async def test_import_never_overwrites_and_reports_bad_items_by_position(proxy, chats_dir):
+async def test_import_never_overwrites_and_reports_bad_items_by_position(proxy, stored):
     await create(proxy, "taken")
-    before = (chats_dir / "taken.json").read_bytes()
+    before = await stored.chat("taken")
     lines = [
         {"name": "taken", "chat": {"model": "m", "messages": [HI]}},
         "not an object",
@@ -408,12 +405,12 @@ async def test_import_never_overwrites_and_reports_bad_items_by_position(proxy, 
     assert response.json["imported"] == [{"position": 0, "name": "taken (2)"}, {"position": 3, "name": "taken (3)"}]
     assert [error["position"] for error in response.json["errors"]] == [1, 2, 4]
     assert "role" in response.json["errors"][1]["message"]
-    assert (chats_dir / "taken.json").read_bytes() == before
+    assert await stored.chat("taken") == before
     assert pairs((await chat(proxy, "taken (2)"))["messages"]) == [("user", "hi")]
 
 
 @pytest.mark.gen_test
-async def test_import_a_seed_chat_file(proxy, chats_dir):
+async def test_import_a_seed_chat_file(proxy):
     seed = {"model": "neural-chat:latest", "messages": [HI, {"role": "assistant", "content": "Hey"}], "temperature": 0.7,
             "max_tokens": -1, "created_at": "2025-01-15T10:30:00.123456", "updated_at": "2025-01-15T10:31:00.654321"}
     response = await call(proxy, "POST", "/chats/import?name=from%20seed", raw=json.dumps(seed).encode())
@@ -446,7 +443,7 @@ def chatgpt_export():
 
 
 @pytest.mark.gen_test
-async def test_import_chatgpt_conversations_with_branches(proxy, chats_dir):
+async def test_import_chatgpt_conversations_with_branches(proxy, stored):
     response = await call(proxy, "POST", "/chats/import", raw=json.dumps(chatgpt_export()).encode())
     assert response.status == 200, response.body
     assert response.json["imported"] == [{"position": 0, "name": "Colours"}]
@@ -454,16 +451,16 @@ async def test_import_chatgpt_conversations_with_branches(proxy, chats_dir):
     colours = await chat(proxy, "Colours")
     assert pairs(colours["messages"]) == [("user", "Name a colour"), ("assistant", "Blue"), ("user", "Why?"), ("assistant", "It calms.")]
     assert colours["model"] == "gpt-4o" and colours["created_at"].startswith("2023-11-14T22:13:20")
-    assert seed_reader(chats_dir, "Colours")[1] == ("assistant", "Blue")
+    assert (await seed_reader(stored, "Colours"))[1] == ("assistant", "Blue")
     await call(proxy, "POST", "/chat/branch", {"name": "Colours", "index": 1, "alternative": 0})
-    assert seed_reader(chats_dir, "Colours") == [("user", "Name a colour"), ("assistant", "Red")]
+    assert await seed_reader(stored, "Colours") == [("user", "Name a colour"), ("assistant", "Red")]
 
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("raw", [b"", b"   ", b"42", b'"text"', b"not json at all", b"\xff\xfe"])
-async def test_an_upload_that_is_no_known_format_is_400(proxy, chats_dir, raw):
+async def test_an_upload_that_is_no_known_format_is_400(proxy, stored, raw):
     assert_error(await call(proxy, "POST", "/chats/import", raw=raw), 400)
-    assert not chats_dir.exists() or list(chats_dir.glob("*.json")) == []
+    assert await stored.names() == []
 
 
 @pytest.mark.gen_test
@@ -491,9 +488,9 @@ async def test_a_list_broken_in_the_middle_imports_what_comes_before(proxy):
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_client_leaving_mid_export_is_no_error(proxy, chats_dir, caplog, services):
+async def test_a_client_leaving_mid_export_is_no_error(proxy, stored, caplog, services):
     for number in range(300):
-        write_chat(chats_dir, f"c{number:03}", "x" * 2000)
+        await write_chat(stored, f"c{number:03}", "x" * 2000)
     result = await stream(proxy, "/chats/export", {}, method="GET", stop=lambda result: len(result.chunks) >= 1)
     assert result.status == 200
     assert (await call(proxy, "GET", "/chats")).status == 200  # the server is fine

@@ -1,6 +1,6 @@
 """Property-based: whatever a client sends, chatproxy never answers 5xx (storage and LM
 Studio are healthy here), every error has the one shape, nothing outside the chats folder
-changes and every chat file still parses.
+changes and every chat still reads as one, on the folder and on PostgreSQL.
 
 Hypothesis draws the requests: any route and method, arbitrary JSON values and bytes as
 bodies, bodies shaped like each route's (so the checks past the first are reached too),
@@ -19,6 +19,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import assert_error, call
+
+pytestmark = pytest.mark.both_engines
 
 CHAT_ROUTES = [
     ("GET", "/chats"), ("GET", "/chat"), ("POST", "/chat"), ("PUT", "/chat"), ("PATCH", "/chat"),
@@ -99,7 +101,7 @@ FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCh
 
 
 @pytest.fixture
-def watched(tmp_path, chats_dir):
+def watched(tmp_path, stored, io_loop):
     """A sentinel beside the chats folder, and the check of what must stay true."""
     sentinel = tmp_path / "sentinel.json"
     sentinel.write_text("keep me")
@@ -111,8 +113,8 @@ def watched(tmp_path, chats_dir):
             assert_error(response, response.status)
         assert sentinel.read_text() == "keep me"
         assert sorted(os.listdir(tmp_path)) == outside
-        for chat_file in chats_dir.glob("*.json"):
-            assert isinstance(json.loads(chat_file.read_text())["messages"], list), chat_file
+        for name, chat in io_loop.run_sync(stored.chats).items():
+            assert isinstance(chat["messages"], list), name
 
     return check
 

@@ -12,6 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.fake_lmstudio import MODEL, Reply
 from tests.helpers import assert_error, call, start_server, stop_server, stream
 
+pytestmark = pytest.mark.both_engines
+
 TOKEN = "s3cret-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -85,10 +87,10 @@ async def test_token_is_not_forwarded_to_lm_studio(proxy, fake):
 
 @pytest.mark.gen_test
 @pytest.mark.config(max_body_size=1000)
-async def test_body_over_the_limit_is_413_and_changes_nothing(proxy, chats_dir):
+async def test_body_over_the_limit_is_413_and_changes_nothing(proxy, stored):
     response = await call(proxy, "POST", "/chat", {"name": "big", "model": "m" * 2000})
     assert "limit of 1000 bytes" in assert_error(response, 413)
-    assert not (chats_dir / "big.json").exists()
+    assert await stored.names() == []
 
 
 @pytest.mark.gen_test

@@ -32,11 +32,11 @@ async def test_one_holder_at_a_time_and_each_taking_has_a_new_epoch(pg_conn):
     assert first is not None
     assert await turns.take_lease(pg_conn, "c", "instance B", LONG) is None
     assert await turns.take_lease(pg_conn, "another chat", "instance B", LONG) is not None
-    assert await turns.renew_lease(pg_conn, first, LONG)
+    assert await turns.renew_leases(pg_conn, [first.epoch], LONG) == {first.epoch}
     await turns.release_lease(pg_conn, first)
     second = await turns.take_lease(pg_conn, "c", "instance B", LONG)
     assert second is not None and second.epoch > first.epoch
-    assert not await turns.renew_lease(pg_conn, first, LONG)
+    assert not await turns.renew_leases(pg_conn, [first.epoch], LONG)
 
 
 @pytest.mark.gen_test
@@ -99,7 +99,7 @@ async def test_a_stale_holder_is_fenced_out_and_its_turn_finished_from_the_journ
     with pytest.raises(turns.LeaseLost):
         await turns.begin_turn(pg_conn, stale, "c", {"append": USER}, turn_of(2))
     assert not await turns.journal_turn(pg_conn, "c", "turn-1", {"content": "too late"})
-    assert not await turns.renew_lease(pg_conn, stale, LONG)
+    assert not await turns.renew_leases(pg_conn, [stale.epoch], LONG)
     assert await chats.get(pg_conn, "c") == finished
     started = await turns.begin_turn(pg_conn, taker, "c", {"append": USER}, turn_of(3))  # takes new turns
     assert contents(started) == ["question", "partial", "question"]

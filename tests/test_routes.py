@@ -8,6 +8,8 @@ import pytest
 
 from tests.helpers import assert_error, call
 
+pytestmark = pytest.mark.both_engines
+
 
 async def create(proxy, name="demo", **fields):
     response = await call(proxy, "POST", "/chat", {"name": name, "model": "test-model", **fields})
@@ -55,19 +57,19 @@ async def test_get_returns_the_stored_chat(proxy):
 
 
 @pytest.mark.gen_test
-async def test_delete_removes_the_chat(proxy, chats_dir):
+async def test_delete_removes_the_chat(proxy, stored):
     await create(proxy, "demo")
     response = await call(proxy, "DELETE", "/chat?name=demo")
     assert response.json == {"status": "success", "message": "Chat 'demo' deleted"}
     assert_error(await call(proxy, "GET", "/chat?name=demo"), 404)
-    assert not (chats_dir / "demo.json").exists()
+    assert await stored.chat("demo") is None
 
 
 @pytest.mark.gen_test
-async def test_delete_message_removes_by_index_and_moves_updated_at(proxy, chats_dir):
+async def test_delete_message_removes_by_index_and_moves_updated_at(proxy, stored):
     chat = (await create(proxy, "demo"))["chat"]
     chat["messages"] = [{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}]
-    (chats_dir / "demo.json").write_text(json.dumps(chat))
+    await stored.put("demo", chat)
     response = await call(proxy, "DELETE", "/chat/message", {"name": "demo", "index": 0})
     assert response.status == 200
     assert response.json == {
@@ -75,9 +77,9 @@ async def test_delete_message_removes_by_index_and_moves_updated_at(proxy, chats
         "message": "Message at index 0 deleted",
         "removed_message": {"role": "user", "content": "one"},
     }
-    stored = (await call(proxy, "GET", "/chat?name=demo")).json["chat"]
-    assert stored["messages"] == [{"role": "assistant", "content": "two"}]
-    assert stored["updated_at"] > stored["created_at"]
+    changed = (await call(proxy, "GET", "/chat?name=demo")).json["chat"]
+    assert changed["messages"] == [{"role": "assistant", "content": "two"}]
+    assert changed["updated_at"] > changed["created_at"]
 
 
 @pytest.mark.gen_test
@@ -115,12 +117,12 @@ BAD_BODIES = [
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("raw,_", BAD_BODIES)
-async def test_bad_bodies_are_400_on_every_body_route(proxy, chats_dir, fake, raw, _):
+async def test_bad_bodies_are_400_on_every_body_route(proxy, stored, fake, raw, _):
     await create(proxy, "demo")
-    before = (chats_dir / "demo.json").read_bytes()
+    before = await stored.snapshot()
     for method, path in (("POST", "/chat"), ("PUT", "/chat"), ("DELETE", "/chat/message")):
         assert_error(await call(proxy, method, path, raw=raw), 400)
-    assert (chats_dir / "demo.json").read_bytes() == before
+    assert await stored.snapshot() == before
     assert fake.requests == []
 
 
@@ -141,9 +143,9 @@ BAD_CREATES = [  # a body without "name" creates a chat under a name of its own 
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("body", BAD_CREATES)
-async def test_bad_create_is_400_and_writes_nothing(proxy, chats_dir, body):
+async def test_bad_create_is_400_and_writes_nothing(proxy, stored, body):
     assert_error(await call(proxy, "POST", "/chat", body), 400)
-    assert not chats_dir.exists() or [p.name for p in chats_dir.iterdir() if not p.name.startswith(".")] == []
+    assert await stored.names() == []
 
 
 BAD_MESSAGES = [
@@ -160,23 +162,23 @@ BAD_MESSAGES = [
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("body", BAD_MESSAGES)
-async def test_bad_turn_is_400_changes_nothing_sends_nothing(proxy, chats_dir, fake, body):
+async def test_bad_turn_is_400_changes_nothing_sends_nothing(proxy, stored, fake, body):
     await create(proxy, "demo")
-    before = (chats_dir / "demo.json").read_bytes()
+    before = await stored.snapshot()
     assert_error(await call(proxy, "PUT", "/chat", body), 400)
-    assert (chats_dir / "demo.json").read_bytes() == before
+    assert await stored.snapshot() == before
     assert fake.requests == []
 
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("index", [True, 1.5, "0", None, -1, 2, [0]])
-async def test_bad_message_index_is_400(proxy, chats_dir, index):
+async def test_bad_message_index_is_400(proxy, stored, index):
     chat = (await create(proxy, "demo"))["chat"]
     chat["messages"] = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
-    (chats_dir / "demo.json").write_text(json.dumps(chat))
-    before = (chats_dir / "demo.json").read_bytes()
+    await stored.put("demo", chat)
+    before = await stored.snapshot()
     assert_error(await call(proxy, "DELETE", "/chat/message", {"name": "demo", "index": index}), 400)
-    assert (chats_dir / "demo.json").read_bytes() == before
+    assert await stored.snapshot() == before
 
 
 @pytest.mark.gen_test
@@ -229,14 +231,14 @@ async def test_seed_format_folder_is_read_as_is(proxy, chats_dir):
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("depth", [65, 5000, 100_000])
-async def test_deeply_nested_bodies_are_400(proxy, chats_dir, depth):
+async def test_deeply_nested_bodies_are_400(proxy, stored, depth):
     await create(proxy, "demo")
-    before = (chats_dir / "demo.json").read_bytes()
+    before = await stored.snapshot()
     nested = b"[" * depth + b"]" * depth
     message = b'{"name": "demo", "message": {"role": "user", "content": "x", "extra": ' + nested + b"}}"
     assert "nested" in assert_error(await call(proxy, "PUT", "/chat", raw=message), 400)
     assert "nested" in assert_error(await call(proxy, "POST", "/chat", raw=b'{"name": "n", "model": "m", "x": ' + nested + b"}"), 400)
-    assert (chats_dir / "demo.json").read_bytes() == before
+    assert await stored.snapshot() == before
 
 
 @pytest.mark.gen_test

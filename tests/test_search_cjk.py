@@ -12,6 +12,8 @@ from store.search import FILE_NAME, SCHEMA, excerpt
 from tests.helpers import call, turn
 from tests.helpers import create_chat as create
 
+pytestmark = pytest.mark.both_engines
+
 SENTENCE = "这是一个关于人工智能的很长的句子，我们讨论机器学习的发展历史。"
 
 

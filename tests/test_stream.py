@@ -11,6 +11,8 @@ from tests.fake_lmstudio import MODEL, Reply
 from tests.helpers import assert_error, call, stream, turn, wait_for
 from tests.helpers import create_chat as create
 
+pytestmark = pytest.mark.both_engines
+
 HI = {"role": "user", "content": "hi"}
 
 
@@ -293,12 +295,12 @@ async def test_other_requests_answer_while_a_stream_waits(proxy, fake):
 
 
 @pytest.mark.gen_test
-async def test_done_reaches_the_client_only_once_the_reply_is_stored(proxy, fake, chats_dir):
+async def test_done_reaches_the_client_only_once_the_reply_is_stored(proxy, fake, stored):
     on_disk_at_done = []
 
     def look_at_done(result):
         if "[DONE]" in result.data and not on_disk_at_done:
-            on_disk_at_done.append(json.loads((chats_dir / "demo.json").read_text())["messages"][-1]["content"])
+            on_disk_at_done.append(stored.last_message_now("demo")["content"])
         return False
 
     await create(proxy)
@@ -310,12 +312,12 @@ async def test_done_reaches_the_client_only_once_the_reply_is_stored(proxy, fake
 
 
 @pytest.mark.gen_test
-async def test_the_error_event_reaches_the_client_only_once_the_partial_reply_is_stored(proxy, fake, chats_dir):
+async def test_the_error_event_reaches_the_client_only_once_the_partial_reply_is_stored(proxy, fake, stored):
     on_disk_at_error = []
 
     def look_at_the_error(result):
         if any(data.startswith('{"error"') for data in result.data) and not on_disk_at_error:
-            on_disk_at_error.append(json.loads((chats_dir / "demo.json").read_text())["messages"][-1]["content"])
+            on_disk_at_error.append(stored.last_message_now("demo")["content"])
         return False
 
     fake.script.append(Reply(tokens=["Part", "ial", " never"], drop_after=2, interval=0.01))

@@ -13,6 +13,8 @@ from tests.fake_lmstudio import Reply
 from tests.helpers import assert_error, call, stream, turn, wait_for
 from tests.helpers import create_chat as create
 
+pytestmark = pytest.mark.both_engines
+
 HI = {"role": "user", "content": "hi"}
 TOKENS = [f"part{i} " for i in range(8)]
 

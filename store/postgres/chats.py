@@ -52,6 +52,11 @@ async def listing(conn: psycopg.AsyncConnection) -> list[dict]:
     return summaries
 
 
+async def exists(conn: psycopg.AsyncConnection, name: str) -> bool:
+    cursor = await conn.execute("SELECT EXISTS (SELECT 1 FROM chats WHERE stem = %s)", (names.stem_for(name),))
+    return (await cursor.fetchone())[0]
+
+
 async def count(conn: psycopg.AsyncConnection) -> int:
     cursor = await conn.execute("SELECT count(*) FROM chats")
     return (await cursor.fetchone())[0]

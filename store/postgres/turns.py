@@ -14,15 +14,19 @@ chat, for an instance to run now and then.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable
 
 import psycopg
 
-from .. import chatfile, names, running
+from .. import names, running
 from ..errors import ChatNotFound, StorageFailure
 from . import rows
 from .tree import encode
+
+log = logging.getLogger("chatproxy.store")
+CHANNEL = "chatproxy_leases"  # NOTIFY'd with the chat's stem when its lease is let go
 
 
 @dataclass(frozen=True)
@@ -61,29 +65,40 @@ async def take_lease(conn: psycopg.AsyncConnection, name: str, owner: str, secon
     return Lease(stem, owner, row[0])
 
 
-async def renew_lease(conn: psycopg.AsyncConnection, lease: Lease, seconds: float) -> bool:
-    """False if the lease was lost (it expired and another instance took it)."""
+async def renew_leases(conn: psycopg.AsyncConnection, epochs: list[int], seconds: float) -> set[int]:
+    """Make the leases of these epochs last ``seconds`` from now, in one statement; the
+    epochs renewed (a lease missing was lost: it expired and another instance took it)."""
     cursor = await conn.execute(
-        "UPDATE leases SET expires_at = now() + make_interval(secs => %s) WHERE stem = %s AND epoch = %s",
-        (seconds, lease.stem, lease.epoch),
+        "UPDATE leases SET expires_at = now() + make_interval(secs => %s) WHERE epoch = ANY(%s) RETURNING epoch",
+        (seconds, epochs),
     )
-    return cursor.rowcount == 1
+    return {row[0] for row in await cursor.fetchall()}
 
 
 async def release_lease(conn: psycopg.AsyncConnection, lease: Lease) -> None:
-    """Let go of the chat; instances waiting for it hear of it on channel ``chatproxy_leases``."""
+    """Let go of the chat; instances waiting for it hear of it on channel CHANNEL."""
     async with conn.transaction():
         await conn.execute("DELETE FROM leases WHERE stem = %s AND epoch = %s", (lease.stem, lease.epoch))
-        await conn.execute("SELECT pg_notify('chatproxy_leases', %s)", (lease.stem,))
+        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, lease.stem))
 
 
-async def begin_turn(conn: psycopg.AsyncConnection, lease: Lease, name: str, plan: dict, turn: dict) -> dict:
+async def begin_turn(
+    conn: psycopg.AsyncConnection, lease: Lease, name: str, plan: dict, turn: dict, ready: Callable[[dict], None] | None = None
+) -> dict:
     """Under ``lease``: apply ``plan`` ({"append": message} | {"rerun": [index, text]} |
     {"regenerate": True}), mark the chat running ``turn`` (a dict with "id"), commit.
-    Returns the changed chat, ``running_turn`` included."""
+    Returns the changed chat, ``running_turn`` included; ``ready`` gets it (a copy)
+    before it is written."""
+
+    def begin(chat: dict) -> dict:
+        running.begin(chat, plan, turn)
+        if ready is not None:
+            ready(dict(chat))  # a copy: the write still sets updated_at
+        return chat
+
     async with conn.transaction():
         await _fence(conn, lease)
-        chat_id, chat = await rows.change(conn, name, chatfile.changed_by(running.begin, plan, turn))
+        chat_id, chat = await rows.change(conn, name, begin)
         await conn.execute(
             "INSERT INTO turns (chat_id, turn_id, turn, epoch) VALUES (%s, %s, %s::json, %s)",
             (chat_id, str(turn["id"]), encode(turn), lease.epoch),
@@ -146,6 +161,7 @@ async def _finish_abandoned(conn: psycopg.AsyncConnection, stem: str) -> None:
     if row is not None:
         journal = {"turn": running.turn_id({running.MARKER: row[1]}), "reply": row[2]}
         await _store_as(conn, row[0], row[1], lambda chat: running.settle(chat, journal))
+        log.warning("Chat '%s': stored the turn a stopped instance left unfinished", names.name_for(stem + names.SUFFIX))
 
 
 async def _store_as(conn: psycopg.AsyncConnection, chat_id: int, turn: dict, rule: Callable[[dict], object]) -> None:

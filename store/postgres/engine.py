@@ -1,0 +1,295 @@
+"""PostgresStore: the store (store/engine.py) on PostgreSQL, for any number of chatproxy
+instances on one database.
+
+Each operation borrows a connection from a small pool for one short transaction (the SQL is
+in chats.py, turns.py and search.py); no connection is kept while a turn streams. Holding a
+chat is a lease (leases.py). Every SWEEP_S each instance also finishes the turns of
+instances that died (their leases expired), so a killed instance's reply is stored within
+LEASE_S + SWEEP_S even if nobody asks for its chat.
+
+PostgreSQL away: an operation that cannot get a connection, or loses it, raises
+StoreUnavailable (503 with Retry-After); the pool connects again when it is back. Meanwhile
+a turn's journal is skipped, and its end is tried again for up to COMMIT_RETRY_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import threading
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+import jsonbytes
+
+from .. import names
+from ..engine import Store
+from ..errors import ChatNotFound, StorageFailure, StoreError, StoreUnavailable
+from . import chats, search, turns
+from .connection import configure, connect
+from .leases import CONNECT_TIMEOUT_S, LEASE_S, RENEW_S, Leases
+from .migrate import migrate
+
+log = logging.getLogger("chatproxy.store")
+
+T = TypeVar("T")
+
+# Connections each process may keep: a turn borrows one for a few milliseconds at a time, so
+# a handful serve a thousand streams.
+POOL_SIZE = 10
+# How long a request waits for a connection before it is answered 503 (the database away).
+CONNECTION_WAIT_S = 5.0
+# GET /health answers within about two seconds.
+HEALTH_WAIT_S = 1.5
+SWEEP_S = 10.0
+# A turn's end (its reply) is tried again this long while the database is away.
+COMMIT_RETRY_S = 60.0
+FIRST_COMMIT_RETRY_S, LAST_COMMIT_RETRY_S = 0.25, 5.0
+
+
+def described(url: str) -> str:
+    """``user@host:port/database``, never the password: for messages and logs."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "(an unreadable URL)"
+    user = f"{parts['user']}@" if "user" in parts else ""
+    port = f":{parts['port']}" if "port" in parts else ""
+    return f"{user}{parts.get('host', 'localhost')}{port}/{parts.get('dbname', '')}"
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().removeprefix("connection failed: ")
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class PostgresStore(Store):
+    engine = "postgresql"
+
+    def __init__(
+        self, url: str, *, pool_size: int = POOL_SIZE, lease_s: float = LEASE_S, renew_s: float = RENEW_S, sweep_s: float = SWEEP_S
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self.where = described(url)
+        self._pool_size = pool_size
+        self._pool: AsyncConnectionPool | None = None
+        self._opening = asyncio.Lock()
+        self._leases = Leases(self._connection, url, f"{socket.gethostname()} pid {os.getpid()}", lease_s, renew_s)
+        self._leases_held: dict[str, turns.Lease] = {}  # by stem: the leases this process's holds have
+        self._sweep_s = sweep_s
+        self._sweeper: asyncio.Task | None = None
+
+    # -- life ------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Reach the database and bring its schema up to date (on a loop of its own in a
+        thread: this runs before the server's loop, or blocking it, at start-up)."""
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(self._migrate())
+            except BaseException as error:  # raised again in the caller's thread
+                failure.append(error)
+
+        thread = threading.Thread(target=run, name="chatproxy-migrate")
+        thread.start()
+        thread.join()
+        if failure:
+            raise self._start_up_error(failure[0]) from None
+
+    async def _migrate(self) -> None:
+        conn = await connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        try:
+            applied = await migrate(conn)
+        finally:
+            await conn.close()
+        if applied:
+            log.info("PostgreSQL %s: applied schema migration(s) %s", self.where, ", ".join(map(str, applied)))
+
+    def _start_up_error(self, error: BaseException) -> StoreError:
+        if isinstance(error, StoreError):
+            return error
+        if not isinstance(error, psycopg.Error):
+            return StorageFailure(f"PostgreSQL at {self.where}: {error}")
+        sqlstate = getattr(error, "sqlstate", None) or ""
+        if sqlstate.startswith("28"):  # invalid authorization: a wrong password, an unknown role
+            return StoreUnavailable(f"PostgreSQL at {self.where} refused the login: {first_line(error)}")
+        if sqlstate == "3D000":
+            return StoreUnavailable(f"PostgreSQL at {self.where} has no such database: {first_line(error)}")
+        if sqlstate:
+            return StorageFailure(f"PostgreSQL at {self.where} refused chatproxy's schema: {first_line(error)}")
+        return StoreUnavailable(f"PostgreSQL at {self.where} cannot be reached: {first_line(error)}")
+
+    async def start(self) -> None:
+        await self._open_pool()
+        if self._sweeper is None and self._sweep_s:
+            self._sweeper = asyncio.ensure_future(self._sweep())
+        await super().start()
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
+        await self._leases.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def is_writable(self) -> bool:
+        return (await self.health())["writable"]
+
+    async def health(self) -> dict:
+        try:
+            async with self._connection(HEALTH_WAIT_S) as conn:
+                return {"engine": self.engine, "writable": await chats.is_writable(conn)}
+        except StoreError as error:
+            return {"engine": self.engine, "writable": False, "error": str(error)}
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def count_chats(self) -> int:
+        return await self._call(chats.count)
+
+    async def list_chats_json(self) -> bytes:
+        return jsonbytes.dumps(await self._call(chats.listing))
+
+    async def get(self, name: str) -> dict:
+        return await self._call(chats.get, name)
+
+    async def search(self, query: str, limit: int) -> list[dict]:
+        return await self._call(search.search, query, limit)
+
+    async def export_lines(self, chat_names: list[str]) -> bytes:
+        return await self._call(chats.export_lines, chat_names)
+
+    # -- changes ---------------------------------------------------------------------------
+
+    async def _create(self, name: str, chat: dict) -> dict:
+        return await self._call(chats.create, name, chat)
+
+    async def create_unique(self, name: str, chat: dict) -> str:
+        return await self._call(chats.create_unique, name, chat)
+
+    async def delete(self, name: str) -> None:
+        await self._call(chats.delete, name)
+
+    async def rename(self, name: str, new_name: str) -> None:
+        await self._call(chats.rename, name, new_name)
+
+    async def _update(self, name: str, change: Callable[[dict], T]) -> T:
+        return await self._call(chats.change, name, change)
+
+    # -- holding a chat, and its turn -------------------------------------------------------
+
+    @asynccontextmanager
+    async def _held(self, name: str) -> AsyncIterator[None]:
+        lease = await self._leases.take(name)
+        self._leases_held[lease.stem] = lease
+        try:
+            yield
+        finally:
+            del self._leases_held[lease.stem]
+            await self._leases.release(lease)
+
+    async def _begin_turn(self, name: str, plan: dict, turn: dict, ready: Callable[[dict], None]) -> None:
+        await self._call(turns.begin_turn, self._lease(name), name, plan, turn, ready)
+
+    async def journal_turn(self, name: str, turn_id: object, reply: dict) -> None:
+        self._lease(name)
+        try:
+            await self._call(turns.journal_turn, name, turn_id, reply)
+        except StoreUnavailable as error:
+            # Only a kill of this instance while the database is away would miss it.
+            log.warning("Journaling the reply to chat '%s' skipped: %s", name, error)
+
+    async def end_turn(self, name: str, turn_id: object, reply: dict | None) -> None:
+        lease = self._lease(name)
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + COMMIT_RETRY_S
+        delay, tried = FIRST_COMMIT_RETRY_S, False
+        while True:
+            try:
+                await self._call(turns.end_turn, lease, name, turn_id, reply)
+                return
+            except ChatNotFound:
+                # After a lost connection the commit may have happened: the turn is over then.
+                if tried and await self._call(chats.exists, name):
+                    return
+                raise
+            except StoreUnavailable as error:
+                if loop.time() + delay > give_up_at:
+                    raise
+                log.warning("Storing the reply to chat '%s' failed, trying again in %g s: %s", name, delay, error)
+            tried = True
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, LAST_COMMIT_RETRY_S)
+
+    async def recover(self) -> int:
+        finished = await self._call(turns.recover, self._leases.owner, self._leases.lease_s)
+        if finished:
+            log.info("Stored %d turn(s) that stopped instances left unfinished", len(finished))
+        return len(finished)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _lease(self, name: str) -> turns.Lease:
+        lease = self._leases_held.get(names.stem_for(name))
+        if lease is None:
+            raise RuntimeError(f"Chat '{name}' is not held here: turns run inside Store.hold()")
+        return lease
+
+    async def _open_pool(self) -> AsyncConnectionPool:
+        async with self._opening:
+            if self._pool is not None:
+                return self._pool
+            pool = AsyncConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=self._pool_size,
+                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+                configure=configure,
+                # A connection the server closed (a restart) is found before a request gets it.
+                check=AsyncConnectionPool.check_connection,
+                timeout=CONNECTION_WAIT_S,
+                name="chatproxy",
+                open=False,
+            )
+            await pool.open()
+            self._pool = pool
+            return pool
+
+    @asynccontextmanager
+    async def _connection(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A pooled connection; psycopg's errors become the store's own."""
+        pool = self._pool or await self._open_pool()
+        try:
+            async with pool.connection(timeout) as conn:
+                yield conn
+        except PoolTimeout:
+            raise StoreUnavailable(f"PostgreSQL ({self.where}) did not answer in time; try again shortly") from None
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            raise StoreUnavailable(f"PostgreSQL ({self.where}) cannot be reached: {first_line(error)}") from None
+        except psycopg.Error as error:
+            raise StorageFailure(f"PostgreSQL ({self.where}) refused the change: {first_line(error)}") from None
+
+    async def _call(self, function: Callable[..., Awaitable[T]], *arguments: Any) -> T:
+        async with self._connection() as conn:
+            return await function(conn, *arguments)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_s * random.uniform(0.8, 1.2))  # instances spread out
+            try:
+                await self.recover()
+            except StoreError as error:
+                log.debug("Looking for turns stopped instances left: %s", error)
