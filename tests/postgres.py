@@ -32,7 +32,7 @@ import pytest
 
 from store import chatfile
 from store.postgres.connection import connect
-from store.postgres.migrate import migrate
+from store.postgres.engine import PostgresStore
 
 PORT = 5432  # only names the socket file: the server has no TCP port
 ROLE = "chatproxy"
@@ -51,6 +51,15 @@ def new_chat(*contents: str, model: str = "m") -> dict:
     chat = chatfile.new_chat(model, 0.7, -1)
     chat["messages"] = [{"role": ("user", "assistant")[i % 2], "content": c} for i, c in enumerate(contents)]
     return chat
+
+
+async def eventually(check, what: str, timeout: float = 10) -> None:
+    """Until the coroutine ``check()`` answers true (it asks a server), failing after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        assert loop.time() < deadline, f"timed out after {timeout} s waiting for {what}"
+        await asyncio.sleep(0.02)
 
 
 def without_stamp(chat: dict) -> dict:
@@ -98,19 +107,22 @@ class PostgresServer:
         settings = {**SETTINGS, "unix_socket_directories": f"'{self.folder}'", "port": str(PORT)}
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
-        self._run(str(self.binaries / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
-        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        self.resume()
         with self.admin() as admin:
             admin.execute(f"CREATE ROLE {ROLE} LOGIN")
             admin.execute(f"CREATE DATABASE {TEMPLATE} OWNER {ROLE}")
-        _run_async(self._migrate(self.url(TEMPLATE)))
+        PostgresStore(self.url(TEMPLATE)).open()  # the schema, as chatproxy makes it at start-up
 
-    async def _migrate(self, url: str) -> None:
-        conn = await connect(url, autocommit=True)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
+    def halt(self) -> None:
+        """Stop the server, its data kept (PostgreSQL going away under chatproxy)."""
+        self._run(str(self.binaries / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def is_running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def resume(self) -> None:
+        self._run(str(self.binaries / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
+        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
 
     def stop(self) -> None:
         try:
@@ -142,26 +154,7 @@ class PostgresServer:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def _run_async(coroutine) -> None:
-    """Run ``coroutine`` to the end on a loop of its own, in a thread, leaving the test's
-    event loop (and the thread's current-loop setting) alone."""
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(coroutine)
-        except BaseException as error:  # re-raised in the caller's thread
-            failure.append(error)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-
-
-@pytest.fixture(scope="session")
-def postgres_server():
+def _started_server():
     binaries = find_binaries()
     if binaries is None:
         message = "PostgreSQL is not installed (apt-get install postgresql)"
@@ -176,6 +169,20 @@ def postgres_server():
         server.stop()
         raise
     server.start_seconds = time.monotonic() - started
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    server = _started_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def own_postgres_server():
+    """A server of the module's own, which its tests may stop and start again."""
+    server = _started_server()
     yield server
     server.stop()
 

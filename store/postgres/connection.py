@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from typing import Any, Coroutine
+
 import psycopg
 from psycopg.types.json import set_json_dumps, set_json_loads
 
@@ -19,3 +23,21 @@ async def connect(url: str, **options) -> psycopg.AsyncConnection:
     conn = await psycopg.AsyncConnection.connect(url, **options)
     await configure(conn)
     return conn
+
+
+def run_on_own_loop(coroutine: Coroutine[Any, Any, Any]) -> None:
+    """Run ``coroutine`` to the end on a loop of its own in a thread, and wait: blocking code
+    (start-up) that may itself run on a loop, which it leaves alone."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(coroutine)
+        except BaseException as error:  # raised again in the caller's thread
+            failure.append(error)
+
+    thread = threading.Thread(target=run, name="chatproxy-own-loop")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]

@@ -19,7 +19,6 @@ import logging
 import os
 import random
 import socket
-import threading
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
@@ -33,7 +32,7 @@ from .. import names
 from ..engine import Store
 from ..errors import ChatNotFound, StorageFailure, StoreError, StoreUnavailable
 from . import chats, search, turns
-from .connection import configure, connect
+from .connection import configure, connect, run_on_own_loop
 from .leases import CONNECT_TIMEOUT_S, LEASE_S, RENEW_S, Leases
 from .migrate import migrate
 
@@ -44,8 +43,12 @@ T = TypeVar("T")
 # Connections each process may keep: a turn borrows one for a few milliseconds at a time, so
 # a handful serve a thousand streams.
 POOL_SIZE = 10
-# How long a request waits for a connection before it is answered 503 (the database away).
-CONNECTION_WAIT_S = 5.0
+# How long a request waits for a connection before it is answered 503: all of the pool's
+# connections busy, or, once the database was found away, not yet back (then soon).
+CONNECTION_WAIT_S, WHILE_AWAY_WAIT_S = 2.0, 0.5
+# The pool gives up a failing connection attempt (and its growing back-off) after this long,
+# so that the next request tries again at once: it finds the database soon after it is back.
+RECONNECT_S = 2.0
 # GET /health answers within about two seconds.
 HEALTH_WAIT_S = 1.5
 SWEEP_S = 10.0
@@ -66,8 +69,14 @@ def described(url: str) -> str:
 
 
 def first_line(error: BaseException) -> str:
-    text = str(error).strip().removeprefix("connection failed: ")
+    """What went wrong, on one line: the server's own words if it spoke (after "FATAL:")."""
+    text = str(error).strip()
+    text = text.split("FATAL:", 1)[1].strip() if "FATAL:" in text else text.removeprefix("connection failed: ").removeprefix("connection is bad: ")
     return text.splitlines()[0] if text else type(error).__name__
+
+
+# libpq's words when the server itself turned the connection down (no SQLSTATE comes with them).
+_LOGIN_REFUSED = ("password authentication failed", "does not exist", "no pg_hba.conf entry", "authentication")
 
 
 class PostgresStore(Store):
@@ -82,6 +91,7 @@ class PostgresStore(Store):
         self._pool_size = pool_size
         self._pool: AsyncConnectionPool | None = None
         self._opening = asyncio.Lock()
+        self._away = False  # the last connection failed: requests wait less for one
         self._leases = Leases(self._connection, url, f"{socket.gethostname()} pid {os.getpid()}", lease_s, renew_s)
         self._leases_held: dict[str, turns.Lease] = {}  # by stem: the leases this process's holds have
         self._sweep_s = sweep_s
@@ -90,21 +100,12 @@ class PostgresStore(Store):
     # -- life ------------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Reach the database and bring its schema up to date (on a loop of its own in a
-        thread: this runs before the server's loop, or blocking it, at start-up)."""
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                asyncio.run(self._migrate())
-            except BaseException as error:  # raised again in the caller's thread
-                failure.append(error)
-
-        thread = threading.Thread(target=run, name="chatproxy-migrate")
-        thread.start()
-        thread.join()
-        if failure:
-            raise self._start_up_error(failure[0]) from None
+        """Reach the database and bring its schema up to date (on a loop of its own: this
+        runs before the server's loop, or blocking it, at start-up)."""
+        try:
+            run_on_own_loop(self._migrate())
+        except BaseException as error:
+            raise self._start_up_error(error) from None
 
     async def _migrate(self) -> None:
         conn = await connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
@@ -120,14 +121,14 @@ class PostgresStore(Store):
             return error
         if not isinstance(error, psycopg.Error):
             return StorageFailure(f"PostgreSQL at {self.where}: {error}")
-        sqlstate = getattr(error, "sqlstate", None) or ""
-        if sqlstate.startswith("28"):  # invalid authorization: a wrong password, an unknown role
-            return StoreUnavailable(f"PostgreSQL at {self.where} refused the login: {first_line(error)}")
-        if sqlstate == "3D000":
-            return StoreUnavailable(f"PostgreSQL at {self.where} has no such database: {first_line(error)}")
+        sqlstate, problem = getattr(error, "sqlstate", None) or "", first_line(error)
+        if sqlstate == "3D000" or problem.startswith("database ") and problem.endswith("does not exist"):
+            return StoreUnavailable(f"PostgreSQL at {self.where} has no such database: {problem}")
+        if sqlstate.startswith("28") or "FATAL:" in str(error) and any(words in problem for words in _LOGIN_REFUSED):
+            return StoreUnavailable(f"PostgreSQL at {self.where} refused the login: {problem}")
         if sqlstate:
-            return StorageFailure(f"PostgreSQL at {self.where} refused chatproxy's schema: {first_line(error)}")
-        return StoreUnavailable(f"PostgreSQL at {self.where} cannot be reached: {first_line(error)}")
+            return StorageFailure(f"PostgreSQL at {self.where} refused chatproxy's schema: {problem}")
+        return StoreUnavailable(f"PostgreSQL at {self.where} cannot be reached: {problem}")
 
     async def start(self) -> None:
         await self._open_pool()
@@ -261,6 +262,7 @@ class PostgresStore(Store):
                 # A connection the server closed (a restart) is found before a request gets it.
                 check=AsyncConnectionPool.check_connection,
                 timeout=CONNECTION_WAIT_S,
+                reconnect_timeout=RECONNECT_S,
                 name="chatproxy",
                 open=False,
             )
@@ -272,12 +274,17 @@ class PostgresStore(Store):
     async def _connection(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
         """A pooled connection; psycopg's errors become the store's own."""
         pool = self._pool or await self._open_pool()
+        if self._away:
+            timeout = min(timeout or WHILE_AWAY_WAIT_S, WHILE_AWAY_WAIT_S)
         try:
             async with pool.connection(timeout) as conn:
                 yield conn
+            self._away = False
         except PoolTimeout:
+            self._away = True
             raise StoreUnavailable(f"PostgreSQL ({self.where}) did not answer in time; try again shortly") from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            self._away = True
             raise StoreUnavailable(f"PostgreSQL ({self.where}) cannot be reached: {first_line(error)}") from None
         except psycopg.Error as error:
             raise StorageFailure(f"PostgreSQL ({self.where}) refused the change: {first_line(error)}") from None

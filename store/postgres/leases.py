@@ -53,7 +53,8 @@ class Leases:
         self._renew_s = renew_s
         self._held: dict[int, Lease] = {}  # by epoch
         self._waiting: dict[str, set[asyncio.Event]] = {}  # by stem: woken when it is let go
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task] = []  # renewing, listening
+        self._releasing: set[asyncio.Task] = set()  # lets go of what could not be let go at once
 
     async def take(self, name: str) -> Lease:
         """Hold the chat ``name``, once nobody else does (a turn a dead holder left on it is
@@ -80,16 +81,33 @@ class Leases:
                     del self._waiting[stem]
 
     async def release(self, lease: Lease) -> None:
-        """Let go; if the database cannot be reached, the lease expires by itself."""
+        """Let go. If the database cannot be reached, it is tried again in the background
+        until the lease would have expired by itself."""
         self._held.pop(lease.epoch, None)
+        if not await self._release(lease):
+            log.warning("Could not let go of chat '%s' yet; trying again", names.name_for(lease.stem + names.SUFFIX))
+            task = asyncio.ensure_future(self._release_later(lease))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+
+    async def _release(self, lease: Lease) -> bool:
         try:
             async with self._connection() as conn:
                 await turns.release_lease(conn, lease)
-        except StoreError as error:
-            log.warning("Could not let go of a chat (others may take it in %g s): %s", self.lease_s, error)
+        except StoreError:
+            return False
+        return True
+
+    async def _release_later(self, lease: Lease) -> None:
+        loop = asyncio.get_running_loop()
+        expired_at = loop.time() + self.lease_s
+        while loop.time() < expired_at:
+            await asyncio.sleep(RENEW_RETRY_S)
+            if await self._release(lease):
+                return
 
     async def close(self) -> None:
-        tasks, self._tasks = self._tasks, []
+        tasks, self._tasks = [*self._tasks, *self._releasing], []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,100 @@
+"""PostgreSQL going away under a running chatproxy, and coming back: chat routes answer 503
+with Retry-After, /health says the store is down, a stream already running finishes and its
+reply is stored once the database is back (or, if it stays away, the stream's last word
+says the reply could not be stored). The server here is the module's own: its tests stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from store.postgres import engine
+from tests.fake_lmstudio import Reply
+from tests.helpers import assert_error, call, create_chat, stream, wait_for
+from tests.postgres import eventually
+
+HI = {"role": "user", "content": "hi"}
+
+
+@pytest.fixture
+def store_url(own_postgres_server):
+    name = own_postgres_server.new_database()
+    yield own_postgres_server.url(name)
+    if not own_postgres_server.is_running():
+        own_postgres_server.resume()
+    own_postgres_server.drop_database(name)
+
+
+def content_of(result) -> str:
+    return "".join(
+        choice.get("delta", {}).get("content") or ""
+        for data in result.data
+        if data != "[DONE]" and '"choices"' in data
+        for choice in json.loads(data)["choices"]
+    )
+
+
+async def answers_again(proxy) -> bool:
+    return (await call(proxy, "GET", "/chats")).status == 200
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_chat_routes_answer_503_with_retry_after_and_health_says_why_until_it_is_back(proxy, own_postgres_server, fake):
+    await create_chat(proxy, "demo")
+    own_postgres_server.halt()
+    for method, path, body in (
+        ("GET", "/chats", None), ("GET", "/chat?name=demo", None), ("POST", "/chat", {"name": "new", "model": "m"}),
+        ("PUT", "/chat", {"name": "demo", "message": HI}), ("GET", "/chats?q=x", None),
+    ):
+        response = await call(proxy, method, path, body)
+        assert "PostgreSQL" in assert_error(response, 503), (method, path)
+        assert response.headers["Retry-After"] == "5"
+    health = await call(proxy, "GET", "/health")
+    assert health.status == 503
+    assert health.json["store"]["engine"] == "postgresql" and health.json["store"]["writable"] is False
+    assert "PostgreSQL" in health.json["store"]["error"]
+    assert len(fake.requests) == 0  # a turn that cannot begin asks nothing
+    own_postgres_server.resume()
+    await eventually(lambda: answers_again(proxy), "chatproxy to reconnect (no restart)", timeout=30)
+    assert (await call(proxy, "GET", "/health")).json["store"] == {"engine": "postgresql", "writable": True}
+    assert (await stream(proxy, "/chat", {"name": "demo", "message": HI})).data[-1] == "[DONE]"
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_running_stream_finishes_and_its_reply_is_stored_when_the_database_is_back(proxy, own_postgres_server, fake):
+    release = asyncio.Event()
+    fake.script.append(Reply(tokens=["one ", "two ", "three"], hold=release, hold_at=1))
+    await create_chat(proxy, "demo")
+    received: list = []
+    reading = asyncio.ensure_future(stream(proxy, "/chat", {"name": "demo", "message": HI}, stop=lambda r: received.append(r) and False, timeout=60))
+    await wait_for(lambda: received and content_of(received[-1]) == "one ", what="the first word (the turn's start is stored)")
+    own_postgres_server.halt()
+    release.set()
+    await wait_for(lambda: received and content_of(received[-1]) == "one two three", timeout=20, what="the whole reply relayed")
+    assert "[DONE]" not in received[-1].data  # held back until the reply is stored
+    own_postgres_server.resume()
+    result = await asyncio.wait_for(reading, 60)
+    assert result.data[-1] == "[DONE]"
+    chat = (await call(proxy, "GET", "/chat?name=demo")).json["chat"]
+    assert [m["content"] for m in chat["messages"]] == ["hi", "one two three"]
+    assert "running_turn" not in chat
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_stream_whose_reply_cannot_be_stored_in_time_ends_with_the_storage_error(proxy, own_postgres_server, fake, monkeypatch):
+    monkeypatch.setattr(engine, "COMMIT_RETRY_S", 1.0)
+    release = asyncio.Event()
+    fake.script.append(Reply(tokens=["one ", "two"], hold=release, hold_at=1))
+    await create_chat(proxy, "demo")
+    received: list = []
+    reading = asyncio.ensure_future(stream(proxy, "/chat", {"name": "demo", "message": HI}, stop=lambda r: received.append(r) and False, timeout=30))
+    await wait_for(lambda: received and content_of(received[-1]) == "one ", what="the first word (the turn's start is stored)")
+    own_postgres_server.halt()
+    release.set()
+    result = await reading
+    assert content_of(result) == "one two"
+    last = json.loads(result.data[-1])["error"]
+    assert last["type"] == "storage" and "PostgreSQL" in last["message"]
