@@ -2,6 +2,7 @@
 
 Entry point: flags -> config -> app -> listen -> graceful stop.
     python chatproxy.py --port 8080
+    python chatproxy.py migrate --from ./chats --to postgresql://user@host/db   (and back)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
+import migrate
 from config import Config, ConfigError, load_config
 from handlers import Metrics, NotFoundHandler, Services, __version__, routes
 from handlers.metrics import count_across_processes
@@ -275,8 +277,11 @@ def run_event_loop(main_coroutine: Coroutine[Any, Any, int]) -> int:
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["migrate"]:
+        return migrate.main(argv[1:])
     try:
-        config = load_config(sys.argv[1:] if argv is None else argv, os.environ if environ is None else environ)
+        config = load_config(argv, os.environ if environ is None else environ)
     except ConfigError as error:
         print(f"chatproxy: {error}", file=sys.stderr)
         return 2

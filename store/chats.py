@@ -91,7 +91,7 @@ class ChatStore(Store):
 
     # -- changes ---------------------------------------------------------------------------
 
-    async def _create(self, name: str, chat: dict) -> dict:
+    async def add(self, name: str, chat: dict) -> dict:
         return await self._change(name, self._folder.create, name, chat)
 
     async def create_unique(self, name: str, chat: dict) -> str:

@@ -91,11 +91,12 @@ class Store(ABC):
     # -- changes ---------------------------------------------------------------------------
 
     async def create(self, name: str, model: str, temperature: float, max_tokens: int) -> dict:
-        return await self._create(name, chatfile.new_chat(model, temperature, max_tokens))
+        return await self.add(name, chatfile.new_chat(model, temperature, max_tokens))
 
     @abstractmethod
-    async def _create(self, name: str, chat: dict) -> dict:
-        """Store ``chat`` under ``name``; ChatExists if taken. Returns the chat stored."""
+    async def add(self, name: str, chat: dict) -> dict:
+        """Store ``chat`` (any chat: a new one, a migration's) under ``name`` as it is;
+        ChatExists if taken. Returns the chat stored."""
 
     async def create_named(self, model: str, temperature: float, max_tokens: int) -> tuple[str, dict]:
         """Create a chat under a name of its own (names.generated); returns the name and the chat."""

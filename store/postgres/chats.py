@@ -18,7 +18,7 @@ import jsonbytes
 from .. import chatfile, history, names
 from ..errors import ChatExists, ChatNotFound
 from . import rows
-from .tree import Loaded, searchable
+from .tree import RUNNING_TURN, Loaded, searchable
 
 T = TypeVar("T")
 
@@ -66,6 +66,8 @@ async def export_lines(conn: psycopg.AsyncConnection, chat_names: list[str]) -> 
     """NDJSON, one ``{"name", "chat"}`` line per chat named that still exists, in that order."""
     stems = [names.stem_for(name) for name in chat_names]
     chats = await rows.read_many(conn, stems)
+    for chat in chats.values():
+        chat.pop(RUNNING_TURN, None)  # as the folder's export: the chat, not its running turn
     return b"".join(
         b'{"name":' + jsonbytes.dumps(name) + b',"chat":' + jsonbytes.dumps(chats[stem]) + b"}\n"
         for name, stem in zip(chat_names, stems)

@@ -175,7 +175,7 @@ class PostgresStore(Store):
 
     # -- changes ---------------------------------------------------------------------------
 
-    async def _create(self, name: str, chat: dict) -> dict:
+    async def add(self, name: str, chat: dict) -> dict:
         return await self._call(chats.create, name, chat)
 
     async def create_unique(self, name: str, chat: dict) -> str:
