@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 from chatproxy import make_app, make_services  # noqa: E402
 from config import Config  # noqa: E402
-from tests.engines import engine, parametrize_engines, store_url, stored  # noqa: E402,F401
+from tests.engines import engine, instance_settings, parametrize_engines, store_url, stored  # noqa: E402,F401
 from tests.fake_lmstudio import FakeLMStudio  # noqa: E402
 from tests.helpers import serve_app  # noqa: E402
 from tests.postgres import empty_postgres_url, own_postgres_server, pg_conn, postgres_server, postgres_url  # noqa: E402,F401

@@ -150,6 +150,20 @@ def store_url(engine, request) -> str | None:
 
 
 @pytest.fixture
+def instance_settings(store_url):
+    """For tests/helpers.start_server: the settings of one more instance on the store under
+    test. On PostgreSQL each advertises an address of its own, where the others reach it."""
+    from tests.helpers import free_port
+
+    def settings() -> dict:
+        if store_url is None:
+            return {}
+        return {"storage__url": json.dumps(store_url), "server__advertise_url": json.dumps(f"http://127.0.0.1:{free_port()}")}
+
+    return settings
+
+
+@pytest.fixture
 def stored(store_url, tmp_path, io_loop):
     keeper = StoredPostgres(store_url) if store_url else StoredFolder(tmp_path / "chats")
     yield keeper

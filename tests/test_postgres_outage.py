@@ -41,6 +41,20 @@ async def answers_again(proxy) -> bool:
     return (await call(proxy, "GET", "/chats")).status == 200
 
 
+async def away_mid_turn(proxy, server, fake, tokens: list[str]) -> tuple[asyncio.Future, list]:
+    """A turn whose start is stored, then the database stops and LM Studio sends the rest:
+    the reading of the stream, and its chunks so far."""
+    release = asyncio.Event()
+    fake.script.append(Reply(tokens=tokens, hold=release, hold_at=1))
+    await create_chat(proxy, "demo")
+    received: list = []
+    reading = asyncio.ensure_future(stream(proxy, "/chat", {"name": "demo", "message": HI}, stop=lambda r: received.append(r) and False, timeout=60))
+    await wait_for(lambda: received and content_of(received[-1]) == tokens[0], what="the first word (the turn's start is stored)")
+    server.halt()
+    release.set()
+    return reading, received
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_chat_routes_answer_503_with_retry_after_and_health_says_why_until_it_is_back(proxy, own_postgres_server, fake):
     await create_chat(proxy, "demo")
@@ -65,14 +79,7 @@ async def test_chat_routes_answer_503_with_retry_after_and_health_says_why_until
 
 @pytest.mark.gen_test(timeout=90)
 async def test_a_running_stream_finishes_and_its_reply_is_stored_when_the_database_is_back(proxy, own_postgres_server, fake):
-    release = asyncio.Event()
-    fake.script.append(Reply(tokens=["one ", "two ", "three"], hold=release, hold_at=1))
-    await create_chat(proxy, "demo")
-    received: list = []
-    reading = asyncio.ensure_future(stream(proxy, "/chat", {"name": "demo", "message": HI}, stop=lambda r: received.append(r) and False, timeout=60))
-    await wait_for(lambda: received and content_of(received[-1]) == "one ", what="the first word (the turn's start is stored)")
-    own_postgres_server.halt()
-    release.set()
+    reading, received = await away_mid_turn(proxy, own_postgres_server, fake, ["one ", "two ", "three"])
     await wait_for(lambda: received and content_of(received[-1]) == "one two three", timeout=20, what="the whole reply relayed")
     assert "[DONE]" not in received[-1].data  # held back until the reply is stored
     own_postgres_server.resume()
@@ -86,14 +93,7 @@ async def test_a_running_stream_finishes_and_its_reply_is_stored_when_the_databa
 @pytest.mark.gen_test(timeout=60)
 async def test_a_stream_whose_reply_cannot_be_stored_in_time_ends_with_the_storage_error(proxy, own_postgres_server, fake, monkeypatch):
     monkeypatch.setattr(engine, "COMMIT_RETRY_S", 1.0)
-    release = asyncio.Event()
-    fake.script.append(Reply(tokens=["one ", "two"], hold=release, hold_at=1))
-    await create_chat(proxy, "demo")
-    received: list = []
-    reading = asyncio.ensure_future(stream(proxy, "/chat", {"name": "demo", "message": HI}, stop=lambda r: received.append(r) and False, timeout=30))
-    await wait_for(lambda: received and content_of(received[-1]) == "one ", what="the first word (the turn's start is stored)")
-    own_postgres_server.halt()
-    release.set()
+    reading, _ = await away_mid_turn(proxy, own_postgres_server, fake, ["one ", "two"])
     result = await reading
     assert content_of(result) == "one two"
     last = json.loads(result.data[-1])["error"]

@@ -1,6 +1,6 @@
 """chatproxy processes on one PostgreSQL database: what fails at start, turns racing from two
-instances, a chat written on one read on the other, a kill -9 mid-turn, a turn watched and
-stopped through the other instance (its advertised address), and --workers."""
+instances, a chat written on one read on the other, a kill -9 mid-turn, and --workers. (A
+turn watched and stopped through the other instance: tests/test_turns_process.py.)"""
 
 from __future__ import annotations
 
@@ -117,33 +117,6 @@ async def test_kill_9_mid_turn_leaves_the_question_and_the_journaled_reply_and_t
     finally:
         await stop_server(doomed)
         await stop_server(survivor)
-
-
-@pytest.mark.gen_test(timeout=90)
-async def test_a_turn_is_watched_and_stopped_through_the_other_instance_at_its_advertised_address(project_root, clean_env, tmp_path, fake, postgres_url):
-    release = asyncio.Event()
-    fake.script.append(Reply(tokens=[f"t{i} " for i in range(6)], hold=release, hold_at=3))
-    advertised = f"http://127.0.0.1:{free_port()}"
-    first, base_a = await start_server(project_root, clean_env, tmp_path, fake, **on_postgres(postgres_url, server__advertise_url=json.dumps(advertised)))
-    second, base_b = await start_server(project_root, clean_env, tmp_path, fake, **on_postgres(postgres_url))
-    try:
-        assert (await call(base_a, "POST", "/chat", {"name": "demo", "model": MODEL})).status == 200
-        starter = asyncio.ensure_future(stream(base_a, "/chat", {"name": "demo", "message": HI}, timeout=30))
-        await fake.wait_held()
-        assert (await call(base_b, "GET", "/chats")).json["chats"][0]["running"] is True
-        assert (await read_chat(base_b))["running_turn"]["owner"] == advertised
-        watcher = await stream(base_b, "/chat/stream?name=demo&after=1", None, method="GET", stop=lambda r: len(r.events) >= 2)
-        assert [event.id for event in watcher.events] == ["2", "3"]
-        stopped = await call(base_b, "POST", "/chat/stop", {"name": "demo"})
-        assert stopped.status == 200, stopped.body
-        assert json.loads((await starter).data[-1])["error"]["type"] == "stopped"
-        reply = (await read_chat(base_b))["messages"][-1]
-        assert reply["content"] == "t0 t1 t2 " and reply["interrupted"] is True
-        assert (await call(base_b, "POST", "/chat/stop", {"name": "demo"})).status == 409
-    finally:
-        release.set()
-        await stop_server(first)
-        await stop_server(second)
 
 
 @pytest.mark.gen_test(timeout=120)

@@ -12,6 +12,7 @@ import asyncio
 
 import pytest
 
+from store.postgres import leases
 from store.postgres.engine import PostgresStore
 from tests.helpers import begin_turn, wait_for
 from tests.postgres import eventually
@@ -71,21 +72,17 @@ async def test_a_turn_shows_as_running_on_every_instance_and_ends_with_its_reply
 
 
 @pytest.mark.gen_test
-async def test_a_hold_waits_for_the_other_instance_and_is_woken_when_it_lets_go(make_store):
+async def test_a_waiting_hold_is_woken_by_the_other_instances_notify_not_a_poll(make_store, monkeypatch):
+    monkeypatch.setattr(leases, "FIRST_POLL_S", 60.0)  # a poll would come too late for the test
     first, second = make_store(), make_store()
     await first.create("demo", "m", 0.7, -1)
-    entered = asyncio.Event()
-
-    async def hold_second() -> None:
-        async with second.hold("demo"):
-            entered.set()
-
     async with first.hold("demo"):
-        waiting = asyncio.ensure_future(hold_second())
-        await wait_for(lambda: second.turn_waiters("demo") == 1 and second._leases._waiting, what="the second to wait")
-        assert not entered.is_set()
-    await asyncio.wait_for(waiting, 5)
-    assert entered.is_set()
+        async with second.hold("other"):  # its listening connection is up
+            pass
+        taking = asyncio.ensure_future(second._leases.take("demo"))
+        await wait_for(lambda: "demo" in second._leases._waiting, what="the second instance to wait")
+    lease = await asyncio.wait_for(taking, 5)
+    await second._leases.release(lease)
 
 
 @pytest.mark.gen_test(timeout=30)

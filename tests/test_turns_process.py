@@ -59,11 +59,13 @@ async def test_kill_9_mid_reply_keeps_the_question_and_the_reply_up_to_about_a_s
 
 
 @pytest.mark.gen_test(timeout=90)
-async def test_a_turn_run_by_one_process_is_watched_and_stopped_through_another(project_root, clean_env, tmp_path, fake):
+@pytest.mark.both_engines
+async def test_a_turn_run_by_one_process_is_watched_and_stopped_through_another(project_root, clean_env, tmp_path, fake, instance_settings):
     release = asyncio.Event()
     fake.script.append(Reply(tokens=[f"t{i} " for i in range(6)], hold=release, hold_at=3))
-    first, base_a = await start_server(project_root, clean_env, tmp_path, fake)
-    second, base_b = await start_server(project_root, clean_env, tmp_path, fake)
+    settings_a = instance_settings()
+    first, base_a = await start_server(project_root, clean_env, tmp_path, fake, **settings_a)
+    second, base_b = await start_server(project_root, clean_env, tmp_path, fake, **instance_settings())
     try:
         assert (await call(base_a, "POST", "/chat", {"name": "demo", "model": MODEL})).status == 200
         streaming = asyncio.Event()  # the first event came: the question is stored, the chat marked
@@ -76,6 +78,8 @@ async def test_a_turn_run_by_one_process_is_watched_and_stopped_through_another(
         assert [chat.get("running") for chat in listing] == [True]
         chat = (await call(base_b, "GET", "/chat?name=demo")).json["chat"]
         assert chat["running_turn"]["owner"] != base_b
+        if "server__advertise_url" in settings_a:  # reached where it said, not on a port of its own
+            assert chat["running_turn"]["owner"] == json.loads(settings_a["server__advertise_url"])
         watcher = await stream(base_b, "/chat/stream?name=demo&after=1", None, method="GET", stop=lambda r: len(r.events) >= 2)
         assert [event.id for event in watcher.events] == ["2", "3"]  # events 2 and 3, from the process that runs it
         attached = asyncio.Event()
