@@ -84,18 +84,37 @@ def fake_upstream() -> Iterator[int]:
 
 
 @contextmanager
-def chatproxy(upstream_port: int, chats_dir: str | None = None) -> Iterator[tuple[int, subprocess.Popen]]:
+def chatproxy(upstream_port: int, chats_dir: str | None = None, store: str | None = None, extra: tuple[str, ...] = ()) -> Iterator[tuple[int, subprocess.Popen]]:
+    """chatproxy on ``chats_dir`` (else a folder of its own), or on ``store`` (a postgresql:// URL)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as scratch:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATPROXY_", "LM_STUDIO_URL", "CHATS_DIR"))}
         args = [
             "chatproxy.py", "--host", HOST, "--port", str(port),
             "--lm-studio-url", f"http://{HOST}:{upstream_port}",
-            "--chats-dir", chats_dir or os.path.join(scratch, "chats"),
+            *(("--store", store) if store else ("--chats-dir", chats_dir or os.path.join(scratch, "chats"))),
+            *extra,
         ]
         env["CHATPROXY_CONFIG"] = _bench_config(scratch)
         with started(args, port, env) as process:
             yield port, process
+
+
+@contextmanager
+def postgres_server() -> Iterator["PostgresServer"]:
+    """A PostgreSQL of the benchmark's own (Debian's package, as the tests run it), keeping
+    what it commits (fsync on, as in a deployment); removed at the end."""
+    from tests.postgres import DURABLE, PostgresServer, find_binaries
+
+    binaries = find_binaries()
+    if binaries is None:
+        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
+    server = PostgresServer(binaries, DURABLE)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @contextmanager

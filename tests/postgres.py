@@ -44,6 +44,8 @@ SETTINGS = {
     "full_page_writes": "off",
     "max_connections": "200",
 }
+# A server that keeps what it commits, as a deployment's does (the benchmarks).
+DURABLE = {**SETTINGS, "fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 
 
 def new_chat(*contents: str, model: str = "m") -> dict:
@@ -77,8 +79,9 @@ def find_binaries() -> Path | None:
 
 
 class PostgresServer:
-    def __init__(self, binaries: Path) -> None:
+    def __init__(self, binaries: Path, settings: dict[str, str] = SETTINGS) -> None:
         self.binaries = binaries
+        self.settings = settings
         # Under /tmp, whatever TMPDIR says: the postgres user must reach it, and the socket's
         # path must stay under the 107 bytes a Unix socket's name may have.
         self.folder = Path(tempfile.mkdtemp(prefix="chatproxy-pg-", dir="/tmp" if os.path.isdir("/tmp") else None))
@@ -104,7 +107,7 @@ class PostgresServer:
             str(self.binaries / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
             "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
         )
-        settings = {**SETTINGS, "unix_socket_directories": f"'{self.folder}'", "port": str(PORT)}
+        settings = {**self.settings, "unix_socket_directories": f"'{self.folder}'", "port": str(PORT)}
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
         self.resume()

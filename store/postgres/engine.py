@@ -19,6 +19,8 @@ import logging
 import os
 import random
 import socket
+import time
+import weakref
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
@@ -49,6 +51,9 @@ CONNECTION_WAIT_S, WHILE_AWAY_WAIT_S = 2.0, 0.5
 # The pool gives up a failing connection attempt (and its growing back-off) after this long,
 # so that the next request tries again at once: it finds the database soon after it is back.
 RECONNECT_S = 2.0
+# A connection used this recently is lent again without a check (a round trip): one idle
+# longer may have been closed by a restart of the server meanwhile.
+CHECK_IDLE_S = 1.0
 # GET /health answers within about two seconds.
 HEALTH_WAIT_S = 1.5
 SWEEP_S = 10.0
@@ -92,6 +97,7 @@ class PostgresStore(Store):
         self._pool: AsyncConnectionPool | None = None
         self._opening = asyncio.Lock()
         self._away = False  # the last connection failed: requests wait less for one
+        self._used_at: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> time.monotonic()
         self._leases = Leases(self._connection, url, f"{socket.gethostname()} pid {os.getpid()}", lease_s, renew_s)
         self._leases_held: dict[str, turns.Lease] = {}  # by stem: the leases this process's holds have
         self._sweep_s = sweep_s
@@ -260,7 +266,7 @@ class PostgresStore(Store):
                 kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
                 configure=configure,
                 # A connection the server closed (a restart) is found before a request gets it.
-                check=AsyncConnectionPool.check_connection,
+                check=self._check,
                 timeout=CONNECTION_WAIT_S,
                 reconnect_timeout=RECONNECT_S,
                 name="chatproxy",
@@ -279,6 +285,7 @@ class PostgresStore(Store):
         try:
             async with pool.connection(timeout) as conn:
                 yield conn
+                self._used_at[conn] = time.monotonic()
             self._away = False
         except PoolTimeout:
             self._away = True
@@ -288,6 +295,10 @@ class PostgresStore(Store):
             raise StoreUnavailable(f"PostgreSQL ({self.where}) cannot be reached: {first_line(error)}") from None
         except psycopg.Error as error:
             raise StorageFailure(f"PostgreSQL ({self.where}) refused the change: {first_line(error)}") from None
+
+    async def _check(self, conn: psycopg.AsyncConnection) -> None:
+        if time.monotonic() - self._used_at.get(conn, 0.0) > CHECK_IDLE_S:
+            await AsyncConnectionPool.check_connection(conn)
 
     async def _call(self, function: Callable[..., Awaitable[T]], *arguments: Any) -> T:
         async with self._connection() as conn:

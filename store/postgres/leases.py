@@ -55,6 +55,7 @@ class Leases:
         self._waiting: dict[str, set[asyncio.Event]] = {}  # by stem: woken when it is let go
         self._tasks: list[asyncio.Task] = []  # renewing, listening
         self._releasing: set[asyncio.Task] = set()  # lets go of what could not be let go at once
+        self._closed = False
 
     async def take(self, name: str) -> Lease:
         """Hold the chat ``name``, once nobody else does (a turn a dead holder left on it is
@@ -84,7 +85,7 @@ class Leases:
         """Let go. If the database cannot be reached, it is tried again in the background
         until the lease would have expired by itself."""
         self._held.pop(lease.epoch, None)
-        if not await self._release(lease):
+        if not await self._release(lease) and not self._closed:
             log.warning("Could not let go of chat '%s' yet; trying again", names.name_for(lease.stem + names.SUFFIX))
             task = asyncio.ensure_future(self._release_later(lease))
             self._releasing.add(task)
@@ -107,12 +108,14 @@ class Leases:
                 return
 
     async def close(self) -> None:
+        self._closed = True
         tasks, self._tasks = [*self._tasks, *self._releasing], []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _start(self) -> None:
+        self._closed = False  # the store opens again on its next use
         if not self._tasks:
             self._tasks = [asyncio.ensure_future(self._renew()), asyncio.ensure_future(self._listen())]
 

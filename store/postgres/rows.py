@@ -131,12 +131,14 @@ async def insert_messages(conn: psycopg.AsyncConnection, chat_id: int, rows: lis
 
 
 async def append(conn: psycopg.AsyncConnection, chat_id: int, messages: list) -> None:
-    """Add ``messages`` after the current branch's last: a turn's cost, whatever the chat's length."""
-    cursor = await conn.execute(
-        "SELECT coalesce(max(position) + 1, 0) FROM messages WHERE chat_id = %s AND branch = 0", (chat_id,)
+    """Add ``messages`` after the current branch's last: a turn's cost, whatever the chat's
+    length. Two statements, sent together (nothing read back)."""
+    await conn.execute(
+        "INSERT INTO messages (chat_id, branch, position, body, content)"
+        " SELECT %s, 0, (SELECT coalesce(max(position) + 1, 0) FROM messages WHERE chat_id = %s AND branch = 0) + v.n - 1,"
+        " v.body::json, v.content FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS v(body, content, n)",
+        (chat_id, chat_id, [encode(body) for body in messages], [searchable(body.get("content")) if isinstance(body, dict) else None for body in messages]),
     )
-    start = (await cursor.fetchone())[0]
-    await insert_messages(conn, chat_id, [(0, start + offset, message) for offset, message in enumerate(messages)])
     await conn.execute("UPDATE chats SET updated_at = %s WHERE id = %s", (chatfile.now(), chat_id))
 
 

@@ -46,23 +46,34 @@ class LeaseLost(StorageFailure):
 
 async def take_lease(conn: psycopg.AsyncConnection, name: str, owner: str, seconds: float) -> Lease | None:
     """Hold the chat ``name`` for ``seconds`` (renew before they pass); None while another
-    holder's lease is live. A turn left running by a dead holder is finished first."""
+    holder's lease is live. A turn left running by a dead holder is finished first.
+
+    Not waited on to reach the disk: a lease a crash of PostgreSQL forgets is a lease
+    nobody holds, and the turn's own writes, which wait, check it first."""
     stem = names.stem_for(name)
-    async with conn.transaction():
+    async with conn.pipeline(), conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit TO off")
         cursor = await conn.execute(
-            "INSERT INTO leases (stem, owner, epoch, expires_at)"
-            " VALUES (%s, %s, nextval('lease_epochs'), now() + make_interval(secs => %s))"
-            " ON CONFLICT (stem) DO UPDATE"
-            " SET owner = excluded.owner, epoch = excluded.epoch, expires_at = excluded.expires_at"
-            " WHERE leases.expires_at <= now()"
-            " RETURNING epoch",
-            (stem, owner, seconds),
+            "WITH taken AS ("
+            "  INSERT INTO leases (stem, owner, epoch, expires_at)"
+            "  VALUES (%(stem)s, %(owner)s, nextval('lease_epochs'), now() + make_interval(secs => %(seconds)s))"
+            "  ON CONFLICT (stem) DO UPDATE"
+            "  SET owner = excluded.owner, epoch = excluded.epoch, expires_at = excluded.expires_at"
+            "  WHERE leases.expires_at <= now()"
+            "  RETURNING epoch),"
+            " abandoned AS ("  # the turn a dead holder left, taken out under the new lease only
+            "  DELETE FROM turns t USING chats c, taken WHERE c.id = t.chat_id AND c.stem = %(stem)s"
+            "  RETURNING c.id, t.turn, t.reply)"
+            " SELECT taken.epoch, abandoned.id, abandoned.turn, abandoned.reply FROM taken LEFT JOIN abandoned ON true",
+            {"stem": stem, "owner": owner, "seconds": seconds},
         )
         row = await cursor.fetchone()
         if row is None:
             return None
-        await _finish_abandoned(conn, stem)
-    return Lease(stem, owner, row[0])
+        epoch, chat_id, turn, reply = row
+        if chat_id is not None:
+            await _finish_abandoned(conn, stem, chat_id, turn, reply)
+    return Lease(stem, owner, epoch)
 
 
 async def renew_leases(conn: psycopg.AsyncConnection, epochs: list[int], seconds: float) -> set[int]:
@@ -76,8 +87,10 @@ async def renew_leases(conn: psycopg.AsyncConnection, epochs: list[int], seconds
 
 
 async def release_lease(conn: psycopg.AsyncConnection, lease: Lease) -> None:
-    """Let go of the chat; instances waiting for it hear of it on channel CHANNEL."""
-    async with conn.transaction():
+    """Let go of the chat; instances waiting for it hear of it on channel CHANNEL. Not
+    waited on to reach the disk: a release forgotten is a lease that expires."""
+    async with conn.pipeline(), conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit TO off")
         await conn.execute("DELETE FROM leases WHERE stem = %s AND epoch = %s", (lease.stem, lease.epoch))
         await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, lease.stem))
 
@@ -96,7 +109,7 @@ async def begin_turn(
             ready(dict(chat))  # a copy: the write still sets updated_at
         return chat
 
-    async with conn.transaction():
+    async with conn.pipeline(), conn.transaction():
         await _fence(conn, lease)
         chat_id, chat = await rows.change(conn, name, begin)
         await conn.execute(
@@ -123,13 +136,15 @@ async def journal_turn(conn: psycopg.AsyncConnection, name: str, turn_id: object
 async def end_turn(conn: psycopg.AsyncConnection, lease: Lease, name: str, turn_id: object, reply: dict | None) -> None:
     """Under ``lease``, one commit: ``reply`` appended (if any), the turn and its journal
     gone. ChatNotFound if the chat was deleted (and maybe made again) during the turn."""
-    async with conn.transaction():
-        await _fence(conn, lease)
+    async with conn.pipeline(), conn.transaction():
+        fence = await conn.execute(_FENCE, (lease.stem, lease.epoch))
         cursor = await conn.execute(
             "DELETE FROM turns t USING chats c WHERE c.id = t.chat_id AND c.stem = %s AND t.turn_id = %s"
             " RETURNING c.id, t.turn",
             (names.stem_for(name), str(turn_id)),
         )
+        if await fence.fetchone() is None:
+            raise LeaseLost(lease)
         row = await cursor.fetchone()
         if row is None:
             raise ChatNotFound(name)
@@ -153,15 +168,10 @@ async def recover(conn: psycopg.AsyncConnection, owner: str, seconds: float) -> 
     return finished
 
 
-async def _finish_abandoned(conn: psycopg.AsyncConnection, stem: str) -> None:
-    cursor = await conn.execute(
-        "DELETE FROM turns t USING chats c WHERE c.id = t.chat_id AND c.stem = %s RETURNING c.id, t.turn, t.reply", (stem,)
-    )
-    row = await cursor.fetchone()
-    if row is not None:
-        journal = {"turn": running.turn_id({running.MARKER: row[1]}), "reply": row[2]}
-        await _store_as(conn, row[0], row[1], lambda chat: running.settle(chat, journal))
-        log.warning("Chat '%s': stored the turn a stopped instance left unfinished", names.name_for(stem + names.SUFFIX))
+async def _finish_abandoned(conn: psycopg.AsyncConnection, stem: str, chat_id: int, turn: dict, reply: object) -> None:
+    journal = {"turn": running.turn_id({running.MARKER: turn}), "reply": reply}
+    await _store_as(conn, chat_id, turn, lambda chat: running.settle(chat, journal))
+    log.warning("Chat '%s': stored the turn a stopped instance left unfinished", names.name_for(stem + names.SUFFIX))
 
 
 async def _store_as(conn: psycopg.AsyncConnection, chat_id: int, turn: dict, rule: Callable[[dict], object]) -> None:
@@ -173,10 +183,11 @@ async def _store_as(conn: psycopg.AsyncConnection, chat_id: int, turn: dict, rul
         await rows.append(conn, chat_id, stand_in["messages"])
 
 
+_FENCE = "SELECT 1 FROM leases WHERE stem = %s AND epoch = %s FOR SHARE"
+
+
 async def _fence(conn: psycopg.AsyncConnection, lease: Lease) -> None:
-    cursor = await conn.execute(
-        "SELECT 1 FROM leases WHERE stem = %s AND epoch = %s FOR SHARE", (lease.stem, lease.epoch)
-    )
+    cursor = await conn.execute(_FENCE, (lease.stem, lease.epoch))
     if await cursor.fetchone() is None:
         raise LeaseLost(lease)
 
