@@ -9,6 +9,7 @@ here last a second, so their expiry is waited for as a condition, never a fixed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -141,3 +142,25 @@ async def test_start_finishes_turns_whose_leases_expired(make_store, postgres_ur
     restarted = make_store()
     assert await restarted.recover() == 1
     assert (await restarted.get("demo"))["messages"] == [QUESTION, {**PARTIAL, "interrupted": True}]
+
+
+@pytest.mark.gen_test
+async def test_turns_journaling_together_are_written_in_one_statement(make_store, postgres_url, pg_conn):
+    store = make_store()
+    statements = []
+    call = store._journal._call
+
+    async def counted(function, *arguments):
+        statements.append(function.__name__)
+        return await call(function, *arguments)
+
+    store._journal._call = counted
+    async with contextlib.AsyncExitStack() as holding:
+        for number in range(3):
+            await store.create(f"c{number}", "m", 0.7, -1)
+            await holding.enter_async_context(store.hold(f"c{number}"))
+            await begin_turn(store, f"c{number}", {"append": QUESTION}, {"id": f"t{number}", "started_at": "now"})
+        await asyncio.gather(*(store.journal_turn(f"c{n}", f"t{n}", {**PARTIAL, "content": f"so far {n}"}) for n in range(3)))
+        cursor = await pg_conn.execute("SELECT turn_id, reply->>'content' FROM turns ORDER BY turn_id")
+        assert await cursor.fetchall() == [("t0", "so far 0"), ("t1", "so far 1"), ("t2", "so far 2")]
+        assert statements == ["journal_turns"]

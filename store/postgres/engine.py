@@ -9,7 +9,7 @@ LEASE_S + SWEEP_S even if nobody asks for its chat.
 
 PostgreSQL away: an operation that cannot get a connection, or loses it, raises
 StoreUnavailable (503 with Retry-After); the pool connects again when it is back. Meanwhile
-a turn's journal is skipped, and its end is tried again for up to COMMIT_RETRY_S.
+a turn's journal is skipped (journal.py), and its end is tried again for up to COMMIT_RETRY_S.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from ..engine import Store
 from ..errors import ChatNotFound, StorageFailure, StoreError, StoreUnavailable
 from . import chats, search, turns
 from .connection import configure, connect, run_on_own_loop
+from .journal import Journal
 from .leases import CONNECT_TIMEOUT_S, LEASE_S, RENEW_S, Leases
 from .migrate import migrate
 
@@ -99,6 +100,7 @@ class PostgresStore(Store):
         self._away = False  # the last connection failed: requests wait less for one
         self._used_at: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> time.monotonic()
         self._leases = Leases(self._connection, url, f"{socket.gethostname()} pid {os.getpid()}", lease_s, renew_s)
+        self._journal = Journal(self._call)
         self._leases_held: dict[str, turns.Lease] = {}  # by stem: the leases this process's holds have
         self._sweep_s = sweep_s
         self._sweeper: asyncio.Task | None = None
@@ -212,12 +214,8 @@ class PostgresStore(Store):
         await self._call(turns.begin_turn, self._lease(name), name, plan, turn, ready)
 
     async def journal_turn(self, name: str, turn_id: object, reply: dict) -> None:
-        self._lease(name)
-        try:
-            await self._call(turns.journal_turn, name, turn_id, reply)
-        except StoreUnavailable as error:
-            # Only a kill of this instance while the database is away would miss it.
-            log.warning("Journaling the reply to chat '%s' skipped: %s", name, error)
+        """With the other turns' of the last moment (journal.py); skipped while the database is away."""
+        await self._journal.write(self._lease(name).stem, str(turn_id), reply)
 
     async def end_turn(self, name: str, turn_id: object, reply: dict | None) -> None:
         lease = self._lease(name)

@@ -120,17 +120,25 @@ async def begin_turn(
 
 
 async def journal_turn(conn: psycopg.AsyncConnection, name: str, turn_id: object, reply: dict) -> bool:
-    """The reply so far, where a restart finds it. Not waited on to reach the disk (a kill
-    of chatproxy loses nothing by it; a crash of PostgreSQL loses at most the last second
-    or so). False if the turn is no longer running (finished, or the chat deleted)."""
+    """The reply so far, where a restart finds it. False if the turn is no longer running
+    (finished, or the chat deleted)."""
+    return await journal_turns(conn, {(names.stem_for(name), str(turn_id)): reply}) == 1
+
+
+async def journal_turns(conn: psycopg.AsyncConnection, replies: dict[tuple[str, str], dict]) -> int:
+    """The replies so far of several turns, by (chat stem, turn id), in one statement; how
+    many turns are still running to take them. Not waited on to reach the disk (a kill of
+    chatproxy loses nothing by it; a crash of PostgreSQL loses at most the last second)."""
+    keys = list(replies)
     async with conn.pipeline(), conn.transaction():
         await conn.execute("SET LOCAL synchronous_commit TO off")
         cursor = await conn.execute(
-            "UPDATE turns t SET reply = %s::json, journaled_at = now() FROM chats c"
-            " WHERE c.id = t.chat_id AND c.stem = %s AND t.turn_id = %s",
-            (encode(reply), names.stem_for(name), str(turn_id)),
+            "UPDATE turns t SET reply = v.reply::json, journaled_at = now()"
+            " FROM chats c, unnest(%s::text[], %s::text[], %s::text[]) AS v(stem, turn_id, reply)"
+            " WHERE c.id = t.chat_id AND c.stem = v.stem AND t.turn_id = v.turn_id",
+            ([stem for stem, _ in keys], [turn_id for _, turn_id in keys], [encode(replies[key]) for key in keys]),
         )
-    return cursor.rowcount == 1
+    return cursor.rowcount
 
 
 async def end_turn(conn: psycopg.AsyncConnection, lease: Lease, name: str, turn_id: object, reply: dict | None) -> None:
