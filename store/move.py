@@ -2,7 +2,7 @@
 (a chats folder to PostgreSQL, or back).
 
 Chats are read from the source in batches of BATCH (its export: the chats without running
-marks) and added to the target under the same names, as they are. Safe to run again: a
+marks) and added to the target under the same names, as they are, ADDING_AT_ONCE at a time. Safe to run again: a
 chat the target already holds, equal, is left; one it holds under that name with other
 content is reported and left (never overwritten). A chat whose turn is running is left for
 the next run. At the end every chat of the source is read again from both stores and
@@ -11,6 +11,7 @@ compared as parsed JSON: what differs is reported by chat, never changed quietly
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Callable
@@ -21,6 +22,9 @@ from .engine import Store
 from .errors import ChatExists, StorageFailure, StoreError
 
 BATCH = 500
+# Chats added at once: on PostgreSQL each is a transaction waiting for the disk, and the
+# server writes those of several connections with one flush.
+ADDING_AT_ONCE = 8
 
 
 @dataclass
@@ -67,8 +71,9 @@ async def copy_chats(source: Store, target: Store, progress: Callable[[str], Non
             name = summary["name"]
             if name not in chats and name not in report.left:
                 report.left[name] = "it could not be read (damaged, or deleted meanwhile): see the log"
-        for name, chat in chats.items():
-            await _add(target, name, chat, report)
+        items = list(chats.items())
+        for first in range(0, len(items), ADDING_AT_ONCE):
+            await asyncio.gather(*(_add(target, name, chat, report) for name, chat in items[first : first + ADDING_AT_ONCE]))
         progress(f"{min(start + BATCH, len(listing))}/{len(listing)} chats")
     await _verify(source, target, [summary["name"] for summary in listing if summary["name"] not in report.left], report)
     report.target_chats = await target.count_chats()

@@ -34,19 +34,21 @@ async def branches(conn: psycopg.AsyncConnection, name: str) -> list[dict]:
 
 
 async def listing(conn: psycopg.AsyncConnection) -> list[dict]:
-    """Every chat's summary, sorted by name as the folder sorts them (by code point), with
-    ``"running": true`` for a chat whose turn is live."""
+    """Every chat's summary, sorted by name as the folder sorts them (by code point, read in
+    that order from an index), with ``"running": true`` for a chat whose turn is live."""
     cursor = await conn.execute(
-        "SELECT json_agg(json_build_array(c.stem, c.model, EXISTS ("
-        "    SELECT 1 FROM turns t JOIN leases l ON l.epoch = t.epoch AND l.expires_at > now()"
-        "    WHERE t.chat_id = c.id)) ORDER BY c.name COLLATE \"C\", c.stem)"
-        " FROM chats c"
+        "SELECT t.chat_id FROM turns t JOIN leases l ON l.epoch = t.epoch AND l.expires_at > now()"
+    )
+    running = {row[0] for row in await cursor.fetchall()}
+    cursor = await conn.execute(
+        "SELECT id, stem, CASE WHEN json_typeof(model) = 'string' THEN model #>> '{}' END"
+        ' FROM chats ORDER BY name COLLATE "C", stem'
     )
     summaries = []
-    for stem, model, running in (await cursor.fetchone())[0] or []:
-        name = names.name_for(stem + names.SUFFIX)
-        summary = {"id": name, "name": name, "model": model if isinstance(model, str) else None}
-        if running:
+    for chat_id, stem, model in await cursor.fetchall():
+        name = stem if "%" not in stem else names.name_for(stem + names.SUFFIX)  # only escapes differ
+        summary = {"id": name, "name": name, "model": model}
+        if chat_id in running:
             summary["running"] = True
         summaries.append(summary)
     return summaries

@@ -14,9 +14,12 @@ import jsonbytes
 
 async def configure(conn: psycopg.AsyncConnection) -> None:
     """JSON in and out through the project's encoder (orjson, with the standard library
-    for what orjson refuses); the pool calls this for each new connection."""
+    for what orjson refuses); the pool calls this for each new connection (autocommit).
+    No JIT compiling: every statement here is short, and compiling one (tens of ms) was
+    what a search cost when the planner misjudged its size."""
     set_json_loads(jsonbytes.loads, conn)
     set_json_dumps(jsonbytes.dumps, conn)
+    await conn.execute("SET jit = off")
 
 
 async def connect(url: str, **options) -> psycopg.AsyncConnection:

@@ -2,7 +2,9 @@
 instances on one database.
 
 Each operation borrows a connection from a small pool for one short transaction (the SQL is
-in chats.py, turns.py and search.py); no connection is kept while a turn streams. Holding a
+in chats.py, turns.py and search.py); no connection is kept while a turn streams. Chats
+read or written are kept while the database says they are current (cache.py), so a turn on
+a long chat does not read it all again. Holding a
 chat is a lease (leases.py). Every SWEEP_S each instance also finishes the turns of
 instances that died (their leases expired), so a killed instance's reply is stored within
 LEASE_S + SWEEP_S even if nobody asks for its chat.
@@ -34,6 +36,7 @@ from .. import names
 from ..engine import Store
 from ..errors import ChatNotFound, StorageFailure, StoreError, StoreUnavailable
 from . import chats, search, turns
+from .cache import ChatCache
 from .connection import configure, connect, run_on_own_loop
 from .journal import Journal
 from .leases import CONNECT_TIMEOUT_S, LEASE_S, RENEW_S, Leases
@@ -100,6 +103,7 @@ class PostgresStore(Store):
         self._away = False  # the last connection failed: requests wait less for one
         self._used_at: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> time.monotonic()
         self._leases = Leases(self._connection, url, f"{socket.gethostname()} pid {os.getpid()}", lease_s, renew_s)
+        self._cache = ChatCache()
         self._journal = Journal(self._call)
         self._leases_held: dict[str, turns.Lease] = {}  # by stem: the leases this process's holds have
         self._sweep_s = sweep_s
@@ -299,8 +303,12 @@ class PostgresStore(Store):
             await AsyncConnectionPool.check_connection(conn)
 
     async def _call(self, function: Callable[..., Awaitable[T]], *arguments: Any) -> T:
+        """``function(conn, *arguments)`` on a pooled connection, with this store's cache."""
         async with self._connection() as conn:
-            return await function(conn, *arguments)
+            with self._cache.calling() as call:
+                result = await function(conn, *arguments)
+            await call.settle()  # it returned: what it wrote is committed
+            return result
 
     async def _sweep(self) -> None:
         while True:

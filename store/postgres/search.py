@@ -1,11 +1,14 @@
 """Search on PostgreSQL: the same request and answer as the folder's (store/search.py).
 
 A chat is found when every word of the query is in its name, its system prompt or one of
-its messages (any branch), the last word as a prefix. Words are looked up in the
-``tsvector`` of each message and chat (GIN indexes); a word written without spaces
+its messages (any branch), the last word as a prefix. A word of the messages is looked up
+in ``chat_words`` (how often each word occurs in each chat, kept by triggers: migration
+003), so a common word costs an index range, not every message that holds it; names and
+system prompts in the ``tsvector`` of each chat (GIN index). A word written without spaces
 (Chinese, Japanese) is looked up anywhere inside the text by trigrams (pg_trgm), as the
-folder's trigram table does. Name matches rank ten times above the rest, as in the folder.
-The snippet comes from the message that matches best.
+folder's trigram table does. Name matches rank ten times above the rest, as in the folder;
+more occurrences of a word rank a chat higher. The snippet comes from the message of the
+chat that matches best.
 """
 
 from __future__ import annotations
@@ -21,22 +24,39 @@ from ..search import excerpt, is_unspaced, like_pattern, query_words
 NAME_RANK, TEXT_RANK = 1.0, 0.1
 HEADLINE = "StartSel=**, StopSel=**, MaxWords=16, MinWords=8, ShortWord=0, MaxFragments=1, FragmentDelimiter=…"
 
-_WORD_BY_INDEX = sql.SQL(
-    "SELECT chat_id, {number} AS word, max(ts_rank(search, q)) AS rank"
-    " FROM messages, to_tsquery('chatproxy', {query}) q WHERE search @@ q GROUP BY chat_id"
-    " UNION ALL SELECT id, {number}, ts_rank(search, q) FROM chats, to_tsquery('chatproxy', {query}) q WHERE search @@ q"
+# The words of the query as the index holds them (the configuration's lexemes: accents
+# gone, lower case), in order; each is a term every chat found must hold.
+_LEXEMES = (
+    "SELECT w.n, t.lexeme FROM unnest(%s::text[]) WITH ORDINALITY AS w(word, n),"
+    " unnest(to_tsvector('chatproxy', w.word)) t ORDER BY w.n, t.positions[1]"
+)
+# Where a term is, each place a row (chat, the term's bit, rank): in the messages
+# (chat_words: one row per chat holding it; the last term is a prefix, a range of the
+# index, a row per word of it), in the names and system prompts (the chats' tsvector), or,
+# for a word written without spaces, by trigrams.
+_TERM_EXACT = sql.SQL(
+    "SELECT chat_id, {bit} AS bit, {text_rank} * hits / (hits + 1.0) AS rank FROM chat_words WHERE word = {lexeme}"
+)
+_TERM_PREFIX = sql.SQL(
+    "SELECT chat_id, {bit} AS bit, {text_rank} * hits / (hits + 1.0) AS rank FROM chat_words"
+    " WHERE word >= {lexeme} AND word < {lexeme} || chr(1114111)"
+)
+_TERM_IN_NAMES = sql.SQL(
+    " UNION ALL SELECT id, {bit}, ts_rank(search, to_tsquery('chatproxy', {query})) FROM chats"
+    " WHERE search @@ to_tsquery('chatproxy', {query})"  # a constant: the planner sees how rare it is
 )
 _WORD_BY_TRIGRAMS = sql.SQL(
-    "SELECT DISTINCT chat_id, {number} AS word, {text_rank}::real AS rank FROM messages WHERE unspaced AND content ILIKE {pattern}"
-    " UNION ALL SELECT id, {number}, CASE WHEN name ILIKE {pattern} THEN {name_rank} ELSE {text_rank} END FROM chats"
+    "SELECT DISTINCT chat_id, {bit} AS bit, {text_rank}::real AS rank FROM messages WHERE unspaced AND content ILIKE {pattern}"
+    " UNION ALL SELECT id, {bit}, CASE WHEN name ILIKE {pattern} THEN {name_rank} ELSE {text_rank} END FROM chats"
     " WHERE (name || E'\\n' || coalesce(prompt, '')) ILIKE {pattern}"
 )
+# One pass over every place found: a chat is found when its places hold every term (their
+# bits together are all ones), scored by the sum of its places' ranks.
 _SEARCH = sql.SQL(
     """
 WITH hits AS ({hits}),
-best AS (SELECT chat_id, word, max(rank) AS rank FROM hits GROUP BY chat_id, word),
 found AS (
-    SELECT chat_id, sum(rank) AS score FROM best GROUP BY chat_id HAVING count(*) = {words}
+    SELECT chat_id, sum(rank) AS score FROM hits GROUP BY chat_id HAVING bit_or(bit) = {every_term}
     ORDER BY score DESC, chat_id LIMIT {limit})
 SELECT c.stem, c.model, f.score, {snippet}
 FROM found f JOIN chats c ON c.id = f.chat_id, LATERAL (SELECT coalesce(
@@ -55,21 +75,49 @@ def _tsquery(word: str, prefix: bool) -> str:
     return f"'{word}'" + (":*" if prefix else "")
 
 
-async def search(conn: psycopg.AsyncConnection, query: str, limit: int) -> list[dict]:
-    words = query_words(query)
-    if not words:
-        return []
-    hits, indexed, patterns = [], [], []
+async def _terms(conn: psycopg.AsyncConnection, words: list[str]) -> list[tuple[str, bool]] | None:
+    """Each word as terms: (lexeme, whether it is a prefix), a word written without spaces
+    as itself; None if a word has no lexeme (it can match nothing)."""
+    spaced = [word for word in words if not is_unspaced(word)]
+    lexemes: dict[int, list[str]] = {}
+    if spaced:
+        cursor = await conn.execute(_LEXEMES, (spaced,))
+        for number, lexeme in await cursor.fetchall():
+            lexemes.setdefault(number - 1, []).append(lexeme)
+        if len(lexemes) < len(spaced):
+            return None
+    terms, spaced_number = [], 0
     for number, word in enumerate(words):
         if is_unspaced(word):
-            patterns.append(like_pattern(word))
+            terms.append((word, False))
+            continue
+        own = lexemes[spaced_number]
+        spaced_number += 1
+        last = number == len(words) - 1
+        terms += [(lexeme, last and place == len(own) - 1) for place, lexeme in enumerate(own)]
+    return terms
+
+
+async def search(conn: psycopg.AsyncConnection, query: str, limit: int) -> list[dict]:
+    words = query_words(query)
+    terms = await _terms(conn, words) if words else None
+    if not terms:
+        return []
+    hits, indexed, patterns = [], [], []
+    for number, (term, prefix) in enumerate(terms):
+        bit = sql.SQL("B{}").format(sql.Literal("".join("1" if place == number else "0" for place in range(len(terms)))))
+        if is_unspaced(term):
+            patterns.append(like_pattern(term))
             hits.append(_WORD_BY_TRIGRAMS.format(
-                number=number, pattern=sql.Literal(patterns[-1]),
+                bit=bit, pattern=sql.Literal(patterns[-1]),
                 text_rank=sql.Literal(TEXT_RANK), name_rank=sql.Literal(NAME_RANK),
             ))
         else:
-            indexed.append(_tsquery(word, prefix=number == len(words) - 1))
-            hits.append(_WORD_BY_INDEX.format(number=number, query=sql.Literal(indexed[-1])))
+            indexed.append(_tsquery(term, prefix))
+            in_messages = (_TERM_PREFIX if prefix else _TERM_EXACT).format(
+                bit=bit, lexeme=sql.Literal(term), text_rank=sql.Literal(TEXT_RANK)
+            )
+            hits.append(in_messages + _TERM_IN_NAMES.format(bit=bit, query=sql.Literal(indexed[-1])))
     any_word = sql.SQL("to_tsquery('chatproxy', {})").format(" | ".join(indexed)) if indexed else sql.SQL("NULL::tsquery")
     matches = []
     if indexed:
@@ -78,7 +126,7 @@ async def search(conn: psycopg.AsyncConnection, query: str, limit: int) -> list[
         matches.append(sql.SQL("(m.unspaced AND m.content ILIKE ANY({}))").format(sql.Literal(patterns)))
     statement = _SEARCH.format(
         hits=sql.SQL(" UNION ALL ").join(hits),
-        words=len(words),
+        every_term=sql.SQL("B{}").format(sql.Literal("1" * len(terms))),
         limit=limit,
         matches=sql.SQL(" OR ").join(matches),
         any_word=any_word,

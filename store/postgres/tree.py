@@ -15,6 +15,7 @@ read is known again by its identity wherever it ends up; a dict not read is new.
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,12 +45,13 @@ class BranchRow:
 
 @dataclass
 class Stored:
-    """One chat as its rows hold it."""
+    """One chat as its rows hold it. Its lists may be shared (store/postgres/cache.py): a
+    chat composed from it gets lists of its own."""
 
     settings: dict
     updated_at: str | None = None
-    bodies: dict[int, list] = field(default_factory=dict)  # branch -> its messages, in order
-    branches: list[BranchRow] = field(default_factory=list)
+    bodies: dict[int, list | tuple] = field(default_factory=dict)  # branch -> its messages, in order
+    branches: list[BranchRow] | tuple[BranchRow, ...] = field(default_factory=list)
 
 
 @dataclass
@@ -61,6 +63,8 @@ class Changes:
     inserted: list[tuple[int, int, Any]]  # (branch, position, body)
     branches_deleted: list[int]
     branches_placed: list[BranchRow]  # new, or moved to another place
+    layout: dict[int, list]  # afterwards: branch -> its messages
+    branch_rows: list[BranchRow]  # afterwards: every branch row
 
 
 def searchable(value: object) -> str | None:
@@ -101,6 +105,10 @@ class Loaded:
                 else:
                     self.scalars.append((branch, position))
         self.tails = {id(tail): (tail, row) for row, tail in tails}
+        # Each branch as read, when every message is a container in one place only: then a
+        # branch that still begins with the same messages keeps their rows (diff's fast way).
+        total = sum(map(len, stored.bodies.values()))
+        self.branches = dict(stored.bodies) if not self.scalars and len(self.messages) == total else {}
 
     @classmethod
     def empty(cls) -> "Loaded":
@@ -116,12 +124,12 @@ def compose(stored: Stored) -> dict:
 
 def _compose(stored: Stored) -> tuple[dict, list[tuple[BranchRow, dict]]]:
     chat = dict(stored.settings)
-    chat[MESSAGES] = stored.bodies.get(0, [])
+    chat[MESSAGES] = list(stored.bodies.get(0, ()))
     if stored.updated_at is not None:
         chat[UPDATED_AT] = stored.updated_at
     tails = {}
     for row in stored.branches:
-        tail: dict = {MESSAGES: stored.bodies.get(row.branch, [])}
+        tail: dict = {MESSAGES: list(stored.bodies.get(row.branch, ()))}
         if not row.bare:
             tail[ALTERNATIVES] = {}
         tails[row.branch] = tail
@@ -175,9 +183,20 @@ def diff(loaded: Loaded, chat: dict) -> Changes:
     seen: set[int] = set()
     moved: list[tuple[int, int, int, int]] = []
     inserted: list[tuple[int, int, Any]] = []
+    layout: dict[int, list] = {}
+    branch_rows: list[BranchRow] = []
 
     def place(messages: list, branch: int) -> None:
-        for position, body in enumerate(messages):
+        layout[branch] = messages
+        start = 0
+        before = loaded.branches.get(branch, ())
+        if before and len(before) <= len(messages) and all(map(operator.is_, before, messages)):
+            ids = set(map(id, before))
+            if ids.isdisjoint(seen):  # in their places still: nothing to write for them
+                seen.update(ids)
+                start = len(before)
+        for position in range(start, len(messages)):
+            body = messages[position]
             known = loaded.messages.get(id(body))
             if known is None or id(body) in seen:  # new, a scalar, or a copy's second place
                 inserted.append((branch, position, body))
@@ -203,6 +222,7 @@ def diff(loaded: Loaded, chat: dict) -> Changes:
                     tails_seen.add(id(tail))
                     old, branch = known[1], known[1].branch
                 row = BranchRow(branch, parent, key, ordinal, ALTERNATIVES not in tail)
+                branch_rows.append(row)
                 if row != old:
                     placed.append(row)
                 place(tail[MESSAGES], branch)
@@ -216,4 +236,6 @@ def diff(loaded: Loaded, chat: dict) -> Changes:
         inserted=inserted,
         branches_deleted=[row.branch for key, (_, row) in loaded.tails.items() if key not in tails_seen],
         branches_placed=placed,
+        layout=layout,
+        branch_rows=branch_rows,
     )
