@@ -8,7 +8,7 @@ on, as a deployment keeps it), the fake LM Studio of the tests, chatproxy proces
 benchmark's client, all on this machine's cores at once.
 
 1. Turns per second on distinct chats with 1, 2 and 4 instances on one database (1-token
-   replies, CONCURRENCY turns in flight), and the CPU each turn costs: user + system CPU
+   replies, CONCURRENCY turns in flight; one instance on a folder beside), and the CPU each turn costs: user + system CPU
    (/proc) of the chatproxy processes, of PostgreSQL (the postmaster and its backends) and
    of the fake, read before and after, divided by the turns. On a machine this small the
    rate says how the three share two cores; the CPU per turn is what sizes a deployment.
@@ -16,8 +16,9 @@ benchmark's client, all on this machine's cores at once.
    the database connections in use (pg_stat_activity, every 0.25 s) against the pools'
    size, and the CPU per stream-second of chatproxy and of PostgreSQL.
 3. 50,000 chats with 1,000,000 messages (written as a chats folder, then moved with
-   ``chatproxy.py migrate``: its time), and one chatproxy on them: GET /chats p50, GET /chat
-   of a 2,000-message chat p50, search p50 / p99 for a rare word, a common word and a prefix.
+   ``chatproxy.py migrate``: its time; then VACUUM ANALYZE, what autovacuum does in time),
+   and one chatproxy on them: GET /chats p50, GET /chat of a 2,000-message chat p50, search
+   p50 / p99 for a rare word, a common word and a prefix; the same on the folder beside.
 4. A turn to its end on a 2,000-message chat against one on a 10-message chat, p50, on
    PostgreSQL and on the folder; the fake reached directly with the same messages beside it
    (its own time, reading 2,000 messages, is part of every turn's).
@@ -35,6 +36,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psycopg
 
 from bench.common import (
     ROOT,
@@ -65,12 +68,6 @@ def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def instances(upstream_port: int, url: str, count: int):
-    with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(chatproxy(upstream_port, store=url)) for _ in range(count)]
-
-
 def cpu(pids: list[int]) -> float:
     return sum(tree_cpu_seconds(pid) for pid in pids)
 
@@ -87,10 +84,12 @@ async def run_turns(ports: list[int], names: list[str], concurrency: int, timeou
     await asyncio.gather(*(one(number, name) for number, name in enumerate(names)))
 
 
-async def throughput(server, upstream: tuple[int, int], count: int, turns: int) -> dict:
-    url = server.url(server.new_database())
+async def throughput(server, upstream: tuple[int, int], count: int, turns: int, folder: bool = False) -> dict:
+    """``count`` instances on a new database (or, ``folder``, one on a chats folder)."""
+    where = {"chats_dir": None} if folder else {"store": server.url(server.new_database())}
     names = [f"t{number:05}" for number in range(turns + 50)]
-    with instances(upstream[0], url, count) as started:
+    with contextlib.ExitStack() as stack:
+        started = [stack.enter_context(chatproxy(upstream[0], **where)) for _ in range(count)]
         ports, pids = [port for port, _ in started], [process.pid for _, process in started]
         await create_chats(ports[0], names, ONE_TOKEN)
         await run_turns(ports, names[:50], CONCURRENCY)  # warm-up
@@ -115,7 +114,8 @@ async def open_streams(server, upstream_port: int, count: int) -> dict:
     database = server.new_database()
     names = [f"s{number:05}" for number in range(count)]
     peaks = {"total": 0, "active": 0}
-    with instances(upstream_port, server.url(database), 2) as started:
+    with contextlib.ExitStack() as stack:
+        started = [stack.enter_context(chatproxy(upstream_port, store=server.url(database))) for _ in range(2)]
         ports, pids = [port for port, _ in started], [process.pid for _, process in started]
         await create_chats(ports[0], names, STREAM_MODEL)
         done = asyncio.Event()
@@ -187,20 +187,38 @@ def migrate(source: str, target: str) -> float:
     return time.monotonic() - began
 
 
+def vacuum(server, database: str) -> float:
+    """What autovacuum does in time after a bulk load (statistics, the visibility map that
+    lets a search read its index alone), done at once."""
+    began = time.monotonic()
+    with psycopg.connect(server.url(database), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return time.monotonic() - began
+
+
+async def engine_figures(port: int, words: dict[str, str], calls: int) -> dict:
+    figures = {"listing": await timed(port, "/chats", max(3, calls // 5)), "long chat": await timed(port, "/chat?name=chat-00000", calls)}
+    for kind, word in words.items():
+        figures[kind] = await timed(port, f"/chats?q={word}", calls)
+    return figures
+
+
 async def many_chats(server, upstream_port: int, chats: int, messages: int, calls: int) -> dict:
     database = server.new_database()
     with tempfile.TemporaryDirectory(prefix="bench-postgres-") as scratch:
+        folder = Path(scratch) / "chats"
         began = time.monotonic()
-        words = write_corpus(Path(scratch) / "chats", chats, messages)
+        words = write_corpus(folder, chats, messages)
         log(f"  corpus written in {time.monotonic() - began:.0f} s; migrating")
-        figures = {"migration": migrate(str(Path(scratch) / "chats"), server.url(database))}
-    with server.admin() as admin:
-        figures["size"] = admin.execute("SELECT pg_database_size(%s)", (database,)).fetchone()[0] / 2**20
-    with chatproxy(upstream_port, store=server.url(database)) as (port, _):
-        figures["listing"] = await timed(port, "/chats", max(3, calls // 5))
-        figures["long chat"] = await timed(port, "/chat?name=chat-00000", calls)
-        for kind, word in words.items():
-            figures[kind] = (word, await timed(port, f"/chats?q={word}", calls))
+        figures = {"words": words, "migration": migrate(str(folder), server.url(database)), "vacuum": vacuum(server, database)}
+        with server.admin() as admin:
+            figures["size"] = admin.execute("SELECT pg_database_size(%s)", (database,)).fetchone()[0] / 2**20
+        with chatproxy(upstream_port, store=server.url(database)) as (port, _):
+            figures["postgres"] = await engine_figures(port, words, calls)
+        log("  the same chats on the folder")
+        with chatproxy(upstream_port, chats_dir=str(folder)) as (port, _):
+            figures["first folder search"] = (await timed(port, "/chats?q=first", 1))[0]  # builds its index
+            figures["folder"] = await engine_figures(port, words, calls)
     return figures
 
 
@@ -237,10 +255,11 @@ def ms(seconds: float) -> str:
 async def run(args) -> None:
     with postgres_server() as server, fake_upstream_process() as upstream:
         rows = []
-        for count in (1, 2, 4):
-            log(f"1. {count} instance(s): {args.turns} turns")
-            figures = await throughput(server, upstream, count, args.turns)
-            rows.append((f"1. {count} instance(s): turns/s on distinct chats", f"{figures['rate']:.0f}",
+        for count, folder in ((1, True), (1, False), (2, False), (4, False)):
+            log(f"1. {count} instance(s){' on the folder' if folder else ''}: {args.turns} turns")
+            figures = await throughput(server, upstream, count, args.turns, folder)
+            what = "the folder, 1 instance (for comparison)" if folder else f"{count} instance(s) on PostgreSQL"
+            rows.append((f"1. {what}: turns/s on distinct chats", f"{figures['rate']:.0f}",
                          f"CPU per turn: chatproxy {figures['proxy']:.2f} ms, PostgreSQL {figures['database']:.2f} ms, the fake {figures['fake']:.2f} ms"))
         log(f"2. {args.streams} open streams")
         streams = await open_streams(server, upstream[0], args.streams)
@@ -254,16 +273,22 @@ async def run(args) -> None:
         ]
         log(f"3. {args.chats:,} chats, {args.messages:,} messages")
         big = await many_chats(server, upstream[0], args.chats, args.messages, args.calls)
+        postgres, folder = big["postgres"], big["folder"]
+
+        def p50(times: list[float]) -> str:
+            return ms(percentile(times, 0.5))
+
         rows += [
             ("3. migrate from the folder (s)", f"{big['migration']:.0f}",
-             f"{args.messages / big['migration']:,.0f} messages/s; the database then holds {big['size']:,.0f} MB"),
-            ("3. GET /chats p50 (ms)", ms(percentile(big["listing"], 0.5)), f"{args.chats:,} chats"),
-            (f"3. GET /chat of a {LONG_CHAT:,}-message chat p50 (ms)", ms(percentile(big["long chat"], 0.5)), ""),
+             f"{args.messages / big['migration']:,.0f} messages/s; then VACUUM ANALYZE {big['vacuum']:.0f} s; the database holds {big['size']:,.0f} MB"),
+            ("3. GET /chats p50 (ms)", p50(postgres["listing"]), f"{args.chats:,} chats; folder {p50(folder['listing'])}"),
+            (f"3. GET /chat of a {LONG_CHAT:,}-message chat p50 (ms)", p50(postgres["long chat"]), f"folder {p50(folder['long chat'])}"),
         ]
-        for kind in ("rare word", "common word", "prefix"):
-            word, times = big[kind]
-            rows.append((f"3. search for a {kind} ({word!r}) p50 / p99 (ms)",
-                         f"{ms(percentile(times, 0.5))} / {ms(percentile(times, 0.99))}", "target p50 <= 50"))
+        for kind, word in big["words"].items():
+            times, there = postgres[kind], folder[kind]
+            rows.append((f"3. search for a {kind} ({word!r}) p50 / p99 (ms)", f"{p50(times)} / {ms(percentile(times, 0.99))}",
+                         f"target p50 <= 50; folder {p50(there)} / {ms(percentile(there, 0.99))}"))
+        rows.append(("3. folder: the first search, which builds its index (s)", f"{big['first folder search']:.1f}", "once"))
         log(f"4. {args.long_turns} turns on a long and a short chat")
         turns = await long_against_short(server, upstream[0], args.long_turns)
         p50 = {key: percentile(values, 0.5) for key, values in turns.items()}
