@@ -3,7 +3,7 @@
 
 from .chats import ChatStore
 from .engine import Store
-from .index import BY_NAME, HIDE_ARCHIVED, ONLY_ARCHIVED, RECENT, WITH_ARCHIVED
+from .listing import BY_NAME, HIDE_ARCHIVED, ONLY_ARCHIVED, RECENT, WITH_ARCHIVED
 from .errors import (
     ChatCorrupt,
     ChatExists,

@@ -22,7 +22,7 @@ from . import names, running
 from .engine import Store
 from .folder import ChatFolder
 from .holds import Holds
-from .index import BY_NAME, HIDE_ARCHIVED
+from .listing import BY_NAME, HIDE_ARCHIVED
 from .locks import KeyedLocks
 
 log = logging.getLogger("chatproxy.store")

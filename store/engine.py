@@ -19,7 +19,7 @@ import jsonbytes
 
 from . import chatfile, history, names, titles
 from .errors import ChatExists
-from .index import BY_NAME, HIDE_ARCHIVED
+from .listing import BY_NAME, HIDE_ARCHIVED
 from .locks import KeyedLocks
 
 T = TypeVar("T")

@@ -7,11 +7,8 @@ renamed, and every store write is a rename), the cached listing is returned with
 single stat. Files edited in place by hand are seen at the next full scan, which happens
 whenever the folder changes or ``RESCAN_AFTER_S`` has passed.
 
-A listing comes in views: by name (the original server's order and shape: ``id``, ``name``,
-``model``), or by recent activity (pinned chats first, then by ``updated_at``, newest first;
-archived chats left out, shown or alone), whose entries also carry ``title``, ``updated_at``,
-``pinned`` and ``archived``, and which lists a damaged file too, with ``damaged`` saying
-why. Each view is encoded once per change of the folder. A chat marked running
+A listing comes in views (listing.py: by name, or by recent activity, which lists a damaged
+file too, with ``damaged`` saying why). Each view is encoded once per change of the folder. A chat marked running
 (store/running.py) is remembered as such; a view says ``"running": true`` for those whose
 turn is live, asking only about them.
 """
@@ -29,7 +26,8 @@ from typing import Callable
 
 import jsonbytes
 
-from . import chatfile, files, names, running
+from . import chatfile, files, listing, names, running
+from .listing import BY_NAME, HIDE_ARCHIVED
 from .errors import ChatCorrupt
 
 log = logging.getLogger("chatproxy.store")
@@ -42,9 +40,6 @@ CLOCK_TICK_NS = 20_000_000
 # this often finds them.
 RESCAN_AFTER_S = 5.0
 
-BY_NAME, RECENT = "name", "recent"  # the orders of a view
-HIDE_ARCHIVED, WITH_ARCHIVED, ONLY_ARCHIVED = "hide", "include", "only"  # archived chats in a recent view
-SEED_KEYS = ("id", "name", "model")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +85,7 @@ class ChatIndex:
             cached = snapshot.views.get(key)
         if cached is not None and cached[0] == live:
             return cached[1]
-        entries = snapshot.by_name if order == BY_NAME else _recent(snapshot, archived)
+        entries = snapshot.by_name if order == BY_NAME else listing.recent(snapshot.summaries, snapshot.damaged, archived)
         shown = {names.name_for(file_name) for file_name in live}
         encoded = jsonbytes.dumps(
             [{**entry, "running": True} if entry["id"] in shown else entry for entry in entries] if shown else entries
@@ -134,7 +129,7 @@ class ChatIndex:
         scan need not read it back."""
         marked = running.MARKER in chat
         with self._lock:
-            self._entries[file_name] = _Entry(stat.st_mtime_ns, stat.st_size, _summary(file_name, chat), marked)
+            self._entries[file_name] = _Entry(stat.st_mtime_ns, stat.st_size, listing.summary(names.name_for(file_name), chat), marked)
             (self._marked.add if marked else self._marked.discard)(file_name)
             self._snapshot = None
             self._generation += 1
@@ -183,7 +178,7 @@ class ChatIndex:
                 fresh[entry.name] = _read_entry(entry.path, entry.name, stat)
         summaries = sorted((entry.summary for entry in fresh.values() if entry.summary is not None), key=lambda summary: summary["id"])
         snapshot = _Snapshot(
-            [{key: summary[key] for key in SEED_KEYS} for summary in summaries],
+            [listing.by_name(summary) for summary in summaries],
             summaries,
             [entry.damaged for entry in fresh.values() if entry.damaged is not None],
         )
@@ -197,33 +192,6 @@ class ChatIndex:
             self._scan_started_ns = scan_started_ns
             self._scanned_at = scanned_at
         return snapshot
-
-
-def _recent(snapshot: _Snapshot, archived: str) -> list[dict]:
-    """Pinned chats first, then the others, each newest activity first; damaged files among
-    them by the time they were last written, unless only archived chats are asked for."""
-    if archived == ONLY_ARCHIVED:
-        chosen = [summary for summary in snapshot.summaries if summary["archived"]]
-    else:
-        chosen = snapshot.summaries if archived == WITH_ARCHIVED else [s for s in snapshot.summaries if not s["archived"]]
-        chosen = chosen + snapshot.damaged
-    chosen = sorted(chosen, key=lambda summary: summary["updated_at"] or "", reverse=True)
-    chosen.sort(key=lambda summary: not summary["pinned"])  # stable: each part stays newest first
-    return chosen
-
-
-def _summary(file_name: str, chat: dict) -> dict:
-    name = names.name_for(file_name)
-    model, title, updated_at = chat.get("model"), chat.get("title"), chat.get("updated_at")
-    return {
-        "id": name,
-        "name": name,
-        "model": model if isinstance(model, str) else None,
-        "title": title if isinstance(title, str) else None,
-        "updated_at": updated_at if isinstance(updated_at, str) else None,
-        "pinned": chat.get("pinned") is True,
-        "archived": chat.get("archived") is True,
-    }
 
 
 def _damaged(file_name: str, stat: os.stat_result, problem: str) -> dict:
@@ -244,4 +212,4 @@ def _read_entry(path: str, file_name: str, stat: os.stat_result) -> _Entry:
     except ChatCorrupt as error:
         log.warning("Skipping %s in the listing (sort=recent shows it as damaged): %s", file_name, error)
         return _Entry(stat.st_mtime_ns, stat.st_size, None, damaged=_damaged(file_name, stat, error.detail))
-    return _Entry(stat.st_mtime_ns, stat.st_size, _summary(file_name, chat), running.MARKER in chat)
+    return _Entry(stat.st_mtime_ns, stat.st_size, listing.summary(names.name_for(file_name), chat), running.MARKER in chat)

@@ -16,6 +16,8 @@ from store.folder import ChatFolder
 from tests.fake_lmstudio import Reply
 from tests.helpers import assert_error, call, create_chat, turn
 
+pytestmark = pytest.mark.both_engines
+
 RECENT_KEYS = {"id", "name", "model", "title", "updated_at", "pinned", "archived"}
 
 
@@ -56,7 +58,7 @@ async def test_recent_lists_newest_activity_first_with_pinned_chats_on_top(proxy
 
 
 @pytest.mark.gen_test
-async def test_archived_chats_leave_the_recent_list_unless_asked_for(proxy, chats_dir):
+async def test_archived_chats_leave_the_recent_list_unless_asked_for(proxy, stored):
     for name in ("a", "b", "c"):
         await create_chat(proxy, name)
     assert (await patch(proxy, name="b", archived=True))["archived"] is True
@@ -67,7 +69,7 @@ async def test_archived_chats_leave_the_recent_list_unless_asked_for(proxy, chat
     assert await names(proxy, "") == ["a", "b", "c"]  # the order by name lists every chat
     await patch(proxy, name="b", archived=False)
     assert await names(proxy) == ["b", "c", "a"]
-    assert "archived" not in json.loads((chats_dir / "b.json").read_text())
+    assert "archived" not in await stored.chat("b")
 
 
 @pytest.mark.gen_test
@@ -121,7 +123,7 @@ async def test_a_running_turn_shows_in_the_recent_list(proxy, fake):
 
 
 @pytest.mark.gen_test
-async def test_a_chat_created_without_a_name_gets_one_of_its_own(proxy, chats_dir):
+async def test_a_chat_created_without_a_name_gets_one_of_its_own(proxy, stored):
     made = []
     for _ in range(3):
         response = await call(proxy, "POST", "/chat", {"model": "test-model"})
@@ -130,11 +132,11 @@ async def test_a_chat_created_without_a_name_gets_one_of_its_own(proxy, chats_di
         assert response.json["chat"]["model"] == "test-model"
     assert len(set(made)) == 3
     assert all(re.fullmatch(r"chat-\d{8}-\d{4}-[0-9a-f]{4}", name) for name in made), made
-    assert sorted(path.stem for path in chats_dir.glob("*.json")) == sorted(made)
+    assert await stored.names() == sorted(made)
     named = await call(proxy, "POST", "/chat", {"name": "mine", "model": "test-model"})
     assert named.json["name"] == "mine"
     assert "'model' is required" in assert_error(await call(proxy, "POST", "/chat", {}), 400)
-    assert len(list(chats_dir.glob("*.json"))) == 4
+    assert len(await stored.names()) == 4
 
 
 BAD_LISTINGS = [
@@ -159,11 +161,11 @@ async def test_a_bad_listing_parameter_is_400(proxy, query, words):
     "body",
     [{"pinned": "yes"}, {"pinned": None}, {"archived": 1}, {"archived": "true"}, {"pinned": True, "archived": []}, {"pinned": True, "temperature": 9}],
 )
-async def test_a_bad_pin_or_archive_is_400_and_changes_nothing(proxy, chats_dir, body):
+async def test_a_bad_pin_or_archive_is_400_and_changes_nothing(proxy, stored, body):
     await create_chat(proxy)
-    before = (chats_dir / "demo.json").read_bytes()
+    before = await stored.snapshot()
     assert_error(await call(proxy, "PATCH", "/chat", {"name": "demo", **body}), 400)
-    assert (chats_dir / "demo.json").read_bytes() == before
+    assert await stored.snapshot() == before
     assert_error(await call(proxy, "PATCH", "/chat", {"name": "nope", "pinned": True}), 404)
 
 

@@ -9,7 +9,7 @@ import copy
 
 import pytest
 
-from store import ChatNotFound, StoreError, history, titles
+from store import ChatNotFound, StoreError, history, running
 from store.postgres import chats, turns
 from store.postgres.connection import connect
 from tests.postgres import new_chat, without_stamp
@@ -74,10 +74,10 @@ async def test_regenerate_and_rerun_plans_follow_the_folder_rules(pg_conn):
     for number, plan in enumerate(({"regenerate": True}, {"rerun": [0, "q1 again"]})):
         lease = await turns.take_lease(pg_conn, "c", "A", LONG)
         started = await turns.begin_turn(pg_conn, lease, "c", plan, turn_of(number))
-        history.apply_plan(expected, plan)
-        titles.name_from_first_message(expected)  # as running.begin does
-        assert without_stamp(started) == without_stamp({**expected, "running_turn": turn_of(number)})
+        running.begin(expected, plan, turn_of(number))
+        assert without_stamp(started) == without_stamp(expected)
         await turns.end_turn(pg_conn, lease, "c", f"turn-{number}", None)
+        running.end(expected, f"turn-{number}", None)  # no reply: the question is marked unanswered
         await turns.release_lease(pg_conn, lease)
     assert without_stamp(await chats.get(pg_conn, "c")) == without_stamp(expected)
     assert len(history.branches(expected)) == 1
@@ -119,7 +119,7 @@ async def test_recover_finishes_turns_of_dead_instances_and_leaves_live_ones(pg_
     assert sorted(await turns.recover(pg_conn, "B", LONG)) == ["dead", "dead before a word"]
     assert contents(await chats.get(pg_conn, "dead")) == ["question", "half"]
     assert (await chats.get(pg_conn, "dead"))["messages"][1]["interrupted"] is True
-    assert (await chats.get(pg_conn, "dead before a word"))["messages"] == [USER]
+    assert (await chats.get(pg_conn, "dead before a word"))["messages"] == [{**USER, "unanswered": True}]
     assert await chats.get(pg_conn, "alive") == running
     assert await turns.recover(pg_conn, "B", LONG) == []
     assert await turns.take_lease(pg_conn, "dead", "B", LONG) is not None  # recover let go of it

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from store import ChatExists, ChatNotFound, InvalidChatName, InvalidChatValue, MessageIndexError, StorageFailure, history
+from store import ChatExists, ChatNotFound, InvalidChatName, InvalidChatValue, MessageIndexError, StorageFailure, history, listing
 from store.postgres import chats
 from store.postgres.connection import connect
 from store.postgres.migrate import migrate, migrations
@@ -209,3 +209,19 @@ async def test_a_change_rewrites_only_the_rows_it_touches(pg_conn):
     regenerated = await row_versions()
     untouched = {key for key, version in after.items() if regenerated.get(key) == version}
     assert set(after) - untouched == {(0, 199), (0, 200)} and set(regenerated) - untouched == {(1, 0), (1, 1)}
+
+
+@pytest.mark.gen_test
+async def test_the_recent_listing_gives_settings_of_any_text_exactly_by_the_folder_rules(pg_conn):
+    odd = {"title": 'a "quoted" \\ title with a NUL \x00 and 日本', "model": "m\x00odel", "pinned": True}
+    await chats.create(pg_conn, "odd", {**new_chat("q"), **odd})
+    await chats.create(pg_conn, "plain", {**new_chat("q"), "archived": True, "pinned": "yes", "title": 5})
+    recent = await chats.listing(pg_conn, listing.RECENT, listing.WITH_ARCHIVED)
+    expected = [
+        listing.summary(name, await chats.get(pg_conn, name)) for name in ("odd", "plain")
+    ]
+    assert recent == expected
+    assert recent[0]["title"] == odd["title"] and recent[0]["model"] == odd["model"] and recent[0]["pinned"] is True
+    assert recent[1]["archived"] is True and recent[1]["pinned"] is False and recent[1]["title"] is None
+    assert await chats.listing(pg_conn, listing.RECENT, listing.HIDE_ARCHIVED) == expected[:1]
+    assert await chats.listing(pg_conn) == [listing.by_name(entry) for entry in expected]

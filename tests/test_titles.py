@@ -13,6 +13,8 @@ from store import titles
 from tests.fake_lmstudio import Reply
 from tests.helpers import assert_error, call, create_chat, turn, wait_for
 
+pytestmark = pytest.mark.both_engines
+
 ASKING = pytest.mark.config(model_titles=True)
 LONG_QUESTION = "How do I make my sourdough starter rise faster in a cold kitchen during the winter months?\nThanks!"
 
@@ -112,11 +114,11 @@ async def test_no_title_is_asked_for_a_turn_that_got_no_reply(proxy, fake, servi
 
 
 @pytest.mark.gen_test
-async def test_patch_title_sets_it_and_null_goes_back_to_the_first_message(proxy, chats_dir):
+async def test_patch_title_sets_it_and_null_goes_back_to_the_first_message(proxy, stored):
     await create_chat(proxy)
     await turn(proxy, content="What is a monad?")
     await call(proxy, "PATCH", "/chat", {"name": "demo", "title": "Monads"})
-    assert json.loads((chats_dir / "demo.json").read_text())["title"] == "Monads"
+    assert (await stored.chat("demo"))["title"] == "Monads"
     response = await call(proxy, "PATCH", "/chat", {"name": "demo", "title": None})
     assert response.status == 200
     assert (response.json["chat"]["title"], response.json["chat"]["title_source"]) == ("What is a monad?", "message")
@@ -127,22 +129,22 @@ async def test_patch_title_sets_it_and_null_goes_back_to_the_first_message(proxy
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("body", [{"title": 7}, {"title": ["x"]}, {"title": "x" * (titles.MAX_TITLE_CHARS + 1)}])
-async def test_a_bad_title_is_400_and_changes_nothing(proxy, chats_dir, body):
+async def test_a_bad_title_is_400_and_changes_nothing(proxy, stored, body):
     await create_chat(proxy)
-    before = (chats_dir / "demo.json").read_bytes()
+    before = await stored.snapshot()
     assert "'title'" in assert_error(await call(proxy, "PATCH", "/chat", {"name": "demo", **body}), 400)
-    assert (chats_dir / "demo.json").read_bytes() == before
+    assert await stored.snapshot() == before
 
 
 @pytest.mark.gen_test
-async def test_search_finds_titles_ranked_like_names(proxy, chats_dir):
+async def test_search_finds_titles_ranked_like_names(proxy, stored):
     chats = {
         "in-a-message": {"messages": [{"role": "user", "content": "Plan the budget for next quarter"}]},
         "in-the-title": {"title": "Budget helper", "messages": [{"role": "user", "content": "Sort a list in Python"}]},
         **{f"other {n}": {"messages": [{"role": "user", "content": f"Question {n}"}]} for n in range(4)},
     }
     for name, chat in chats.items():
-        (chats_dir / f"{name}.json").write_text(json.dumps({"model": "m", **chat}))
+        await stored.put(name, {"model": "m", **chat})
     found = (await call(proxy, "GET", "/chats?q=budget")).json["chats"]
     assert [entry["name"] for entry in found] == ["in-the-title", "in-a-message"]
     assert found[0]["title"] == "Budget helper" and found[0]["score"] > found[1]["score"]

@@ -13,6 +13,8 @@ from store import history
 from tests.fake_lmstudio import Reply
 from tests.helpers import assert_error, call, create_chat, free_port, stream, turn
 
+pytestmark = pytest.mark.both_engines
+
 HI = {"role": "user", "content": "hi"}
 UNANSWERED_HI = {**HI, "unanswered": True}
 DOWN = f"http://127.0.0.1:{free_port()}"  # nothing listens there: LM Studio is not running

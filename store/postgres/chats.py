@@ -16,6 +16,8 @@ import psycopg
 import jsonbytes
 
 from .. import chatfile, history, names
+from .. import listing as views
+from ..listing import BY_NAME, HIDE_ARCHIVED
 from ..errors import ChatExists, ChatNotFound
 from . import rows
 from .tree import RUNNING_TURN, Loaded, searchable
@@ -33,25 +35,44 @@ async def branches(conn: psycopg.AsyncConnection, name: str) -> list[dict]:
     return history.branches(await rows.read(conn, name))
 
 
-async def listing(conn: psycopg.AsyncConnection) -> list[dict]:
-    """Every chat's summary, sorted by name as the folder sorts them (by code point, read in
-    that order from an index), with ``"running": true`` for a chat whose turn is live."""
+async def listing(conn: psycopg.AsyncConnection, order: str = BY_NAME, archived: str = HIDE_ARCHIVED) -> list[dict]:
+    """A view of the listing, by the folder's rules (store/listing.py): by name as the folder
+    sorts them (by code point, read in that order from an index), or by recent activity;
+    ``"running": true`` for a chat whose turn is live."""
     cursor = await conn.execute(
         "SELECT t.chat_id FROM turns t JOIN leases l ON l.epoch = t.epoch AND l.expires_at > now()"
     )
     running = {row[0] for row in await cursor.fetchall()}
-    cursor = await conn.execute(
-        "SELECT id, stem, CASE WHEN json_typeof(model) = 'string' THEN model #>> '{}' END"
-        ' FROM chats ORDER BY name COLLATE "C", stem'
-    )
-    summaries = []
-    for chat_id, stem, model in await cursor.fetchall():
-        name = stem if "%" not in stem else names.name_for(stem + names.SUFFIX)  # only escapes differ
-        summary = {"id": name, "name": name, "model": model}
+    cursor = await conn.execute(f'SELECT id, {SUMMARY_COLUMNS} FROM chats ORDER BY name COLLATE "C", stem')
+    entries = []
+    for chat_id, *columns in await cursor.fetchall():
+        entry = summary(*columns)
+        if order == BY_NAME:
+            entry = views.by_name(entry)
         if chat_id in running:
-            summary["running"] = True
-        summaries.append(summary)
-    return summaries
+            entry["running"] = True
+        entries.append(entry)
+    return entries if order == BY_NAME else views.recent(entries, [], archived)
+
+
+# What a listing entry says of a chat (store/listing.py), from the columns kept beside its
+# settings (rows.settings_columns): the model and title as JSON text, decoded by ``summary``.
+SUMMARY_COLUMNS = "stem, model::text, title_json::text, updated_at, pinned, archived"
+
+
+def _json_text(value: str | None) -> str | None:
+    """A JSON string's value: cut out when it holds no escape (orjson escapes only quotes,
+    backslashes and control characters), else decoded."""
+    if value is None:
+        return None
+    return value[1:-1] if "\\" not in value else jsonbytes.loads(value)
+
+
+def summary(stem: str, model: str | None, title: str | None, updated_at: str | None, pinned: bool, archived: bool) -> dict:
+    """The listing's entry for a chat, from SUMMARY_COLUMNS."""
+    name = stem if "%" not in stem else names.name_for(stem + names.SUFFIX)  # only escapes differ
+    fields = {"model": _json_text(model), "title": _json_text(title), "updated_at": updated_at, "pinned": pinned, "archived": archived}
+    return views.summary(name, fields)
 
 
 async def exists(conn: psycopg.AsyncConnection, name: str) -> bool:

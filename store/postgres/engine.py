@@ -34,6 +34,7 @@ import jsonbytes
 
 from .. import names
 from ..engine import Store
+from ..listing import BY_NAME, HIDE_ARCHIVED
 from ..errors import ChatNotFound, StorageFailure, StoreError, StoreUnavailable
 from . import chats, search, turns
 from .cache import ChatCache
@@ -173,8 +174,8 @@ class PostgresStore(Store):
     async def count_chats(self) -> int:
         return await self._call(chats.count)
 
-    async def list_chats_json(self) -> bytes:
-        return jsonbytes.dumps(await self._call(chats.listing))
+    async def list_chats_json(self, order: str = BY_NAME, archived: str = HIDE_ARCHIVED) -> bytes:
+        return jsonbytes.dumps(await self._call(chats.listing, order, archived))
 
     async def get(self, name: str) -> dict:
         return await self._call(chats.get, name)

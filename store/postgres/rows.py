@@ -174,13 +174,23 @@ async def _write_chat_row(conn: psycopg.AsyncConnection, chat_id: int, changes: 
         await conn.execute("UPDATE chats SET updated_at = %s, version = version + 1 WHERE id = %s", (changes.updated_at, chat_id))
         return
     await conn.execute(
-        "UPDATE chats SET settings = %s::json, model = %s::json, prompt = %s, updated_at = %s, version = version + 1 WHERE id = %s",
+        "UPDATE chats SET settings = %s::json, model = %s::json, prompt = %s, title = %s, title_json = %s::json,"
+        " pinned = %s, archived = %s, updated_at = %s, version = version + 1 WHERE id = %s",
         (*settings_columns(changes.settings), changes.updated_at, chat_id),
     )
 
 
-def settings_columns(settings: dict) -> tuple[str, str | None, str | None]:
-    """The settings' JSON and the copies kept beside it: the model (for the listing) and the
-    system prompt (for search)."""
-    model = encode(settings["model"]) if "model" in settings else None
-    return encode(settings), model, searchable(settings.get("system_prompt"))
+def settings_columns(settings: dict) -> tuple:
+    """The settings' JSON and the copies kept beside it: what the listing shows (the model
+    and the title when they are text, as JSON; pinned; archived) and what search reads (the
+    system prompt and the title as text)."""
+    model, title = settings.get("model"), settings.get("title")
+    return (
+        encode(settings),
+        encode(model) if isinstance(model, str) else None,
+        searchable(settings.get("system_prompt")),
+        searchable(title),
+        encode(title) if isinstance(title, str) else None,
+        settings.get("pinned") is True,
+        settings.get("archived") is True,
+    )

@@ -1,12 +1,13 @@
 """Search on PostgreSQL: the same request and answer as the folder's (store/search.py).
 
-A chat is found when every word of the query is in its name, its system prompt or one of
-its messages (any branch), the last word as a prefix. A word of the messages is looked up
+A chat is found when every word of the query is in its name, its title, its system prompt
+or one of its messages (any branch), the last word as a prefix; it is answered as the
+listing's entry for it (chats.summary) with a snippet and a score. A word of the messages is looked up
 in ``chat_words`` (how often each word occurs in each chat, kept by triggers: migration
 003), so a common word costs an index range, not every message that holds it; names and
 system prompts in the ``tsvector`` of each chat (GIN index). A word written without spaces
 (Chinese, Japanese) is looked up anywhere inside the text by trigrams (pg_trgm), as the
-folder's trigram table does. Name matches rank ten times above the rest, as in the folder;
+folder's trigram table does. Name and title matches rank ten times above the rest, as in the folder;
 more occurrences of a word rank a chat higher. The snippet comes from the message of the
 chat that matches best.
 """
@@ -16,8 +17,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from .. import names
 from ..search import excerpt, is_unspaced, like_pattern, query_words
+from .chats import SUMMARY_COLUMNS, summary
 
 # ts_rank's weights give a name (weight A) 1.0 and text (weight D) 0.1; a trigram match
 # has no rank of its own and counts the same.
@@ -47,8 +48,8 @@ _TERM_IN_NAMES = sql.SQL(
 )
 _WORD_BY_TRIGRAMS = sql.SQL(
     "SELECT DISTINCT chat_id, {bit} AS bit, {text_rank}::real AS rank FROM messages WHERE unspaced AND content ILIKE {pattern}"
-    " UNION ALL SELECT id, {bit}, CASE WHEN name ILIKE {pattern} THEN {name_rank} ELSE {text_rank} END FROM chats"
-    " WHERE (name || E'\\n' || coalesce(prompt, '')) ILIKE {pattern}"
+    " UNION ALL SELECT id, {bit}, CASE WHEN (name || E'\\n' || coalesce(title, '')) ILIKE {pattern} THEN {name_rank} ELSE {text_rank} END"
+    " FROM chats WHERE (name || E'\\n' || coalesce(title, '') || E'\\n' || coalesce(prompt, '')) ILIKE {pattern}"
 )
 # One pass over every place found: a chat is found when its places hold every term (their
 # bits together are all ones), scored by the sum of its places' ranks.
@@ -58,7 +59,7 @@ WITH hits AS ({hits}),
 found AS (
     SELECT chat_id, sum(rank) AS score FROM hits GROUP BY chat_id HAVING bit_or(bit) = {every_term}
     ORDER BY score DESC, chat_id LIMIT {limit})
-SELECT c.stem, c.model, f.score, {snippet}
+SELECT {summary}, f.score, {snippet}
 FROM found f JOIN chats c ON c.id = f.chat_id, LATERAL (SELECT coalesce(
     (SELECT m.content FROM messages m WHERE m.chat_id = f.chat_id AND ({matches})
      ORDER BY ts_rank(m.search, {any_word}) DESC, m.branch, m.position LIMIT 1),
@@ -125,6 +126,7 @@ async def search(conn: psycopg.AsyncConnection, query: str, limit: int) -> list[
     if patterns:
         matches.append(sql.SQL("(m.unspaced AND m.content ILIKE ANY({}))").format(sql.Literal(patterns)))
     statement = _SEARCH.format(
+        summary=sql.SQL(SUMMARY_COLUMNS),
         hits=sql.SQL(" UNION ALL ").join(hits),
         every_term=sql.SQL("B{}").format(sql.Literal("1" * len(terms))),
         limit=limit,
@@ -135,10 +137,8 @@ async def search(conn: psycopg.AsyncConnection, query: str, limit: int) -> list[
     )
     cursor = await conn.execute(statement)
     results = []
-    for stem, model, score, text in await cursor.fetchall():
-        name = names.name_for(stem + names.SUFFIX)
+    for *columns, score, text in await cursor.fetchall():
         snippet = excerpt(text, words) if patterns else text
-        results.append({"id": name, "name": name, "model": model if isinstance(model, str) else None,
-                        "snippet": snippet, "score": round(float(score), 4)})
+        results.append({**summary(*columns), "snippet": snippet, "score": round(float(score), 4)})
     return results
 

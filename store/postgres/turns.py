@@ -156,7 +156,7 @@ async def end_turn(conn: psycopg.AsyncConnection, lease: Lease, name: str, turn_
         row = await cursor.fetchone()
         if row is None:
             raise ChatNotFound(name)
-        await _store_as(conn, row[0], row[1], lambda chat: running.end(chat, running.turn_id(chat), reply))
+        await _store_as(conn, name, row[0], row[1], lambda chat: running.end(chat, running.turn_id(chat), reply), reply is not None)
 
 
 async def recover(conn: psycopg.AsyncConnection, owner: str, seconds: float) -> list[str]:
@@ -178,13 +178,26 @@ async def recover(conn: psycopg.AsyncConnection, owner: str, seconds: float) -> 
 
 async def _finish_abandoned(conn: psycopg.AsyncConnection, stem: str, chat_id: int, turn: dict, reply: object) -> None:
     journal = {"turn": running.turn_id({running.MARKER: turn}), "reply": reply}
-    await _store_as(conn, chat_id, turn, lambda chat: running.settle(chat, journal))
-    log.warning("Chat '%s': stored the turn a stopped instance left unfinished", names.name_for(stem + names.SUFFIX))
+    name = names.name_for(stem + names.SUFFIX)
+    await _store_as(conn, name, chat_id, turn, lambda chat: running.settle(chat, journal), isinstance(reply, dict))
+    log.warning("Chat '%s': stored the turn a stopped instance left unfinished", name)
 
 
-async def _store_as(conn: psycopg.AsyncConnection, chat_id: int, turn: dict, rule: Callable[[dict], object]) -> None:
-    """Append what the folder's ``rule`` (running.py) appends to a chat marked running
-    ``turn``, without reading the chat: the rule runs on a stand-in with no messages."""
+async def _store_as(
+    conn: psycopg.AsyncConnection, name: str, chat_id: int, turn: dict, rule: Callable[[dict], object], appends: bool
+) -> None:
+    """Do to the chat what the folder's ``rule`` (running.py) does to a chat marked running
+    ``turn``. When it only ``appends`` (a reply), without reading the chat: the rule runs on
+    a stand-in with no messages. Else (no reply: the question is marked unanswered) on the
+    chat itself."""
+    if not appends:
+        def marked_then(chat: dict) -> None:
+            chat[running.MARKER] = turn  # kept apart here, in the turns table
+            rule(chat)
+            chat.pop(running.MARKER, None)
+
+        await rows.change(conn, name, marked_then)
+        return
     stand_in: dict = {"messages": [], running.MARKER: turn}
     rule(stand_in)
     if stand_in["messages"]:
