@@ -83,3 +83,26 @@ async def test_a_change_that_fails_leaves_nothing_kept_that_was_not_stored(two, 
             await mine.end_turn("c", "t", REPLY)
         assert kept(mine, "c") == await versions(pg_conn, "c")
     assert [m["content"] for m in (await mine.get("c"))["messages"]] == ["q0", "a0", "why?"]
+
+
+@pytest.mark.gen_test
+async def test_a_listing_kept_by_one_instance_shows_every_change_another_makes(two):
+    mine, other = two
+    await mine.add("a", new_chat("q"))
+    assert [entry["name"] for entry in await mine.list_chats()] == ["a"]
+    changes = [
+        lambda: other.add("b", new_chat("q")),
+        lambda: other.rename("b", "c"),
+        lambda: other.update_settings("c", {"model": "another"}),
+        lambda: other.delete("a"),
+    ]
+    for change in changes:
+        before = await mine.list_chats_json()
+        await change()
+        assert await mine.list_chats_json() != before
+    assert await mine.list_chats() == [{"id": "c", "name": "c", "model": "another"}]
+    async with other.hold("c"):
+        await begin_turn(other, "c", {"append": QUESTION}, {"id": "t", "started_at": "now"})
+        assert (await mine.list_chats())[0]["running"] is True
+        await other.end_turn("c", "t", REPLY)
+    assert "running" not in (await mine.list_chats())[0]

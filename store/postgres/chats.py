@@ -55,6 +55,17 @@ async def listing(conn: psycopg.AsyncConnection, order: str = BY_NAME, archived:
     return entries if order == BY_NAME else views.recent(entries, [], archived)
 
 
+async def listing_state(conn: psycopg.AsyncConnection) -> tuple:
+    """What a listing depends on, in a few numbers: the chats (how many; their ids and
+    versions, which every change moves: ids only grow, versions only grow) and whose turns
+    are live. A listing read after this was taken is at least as new."""
+    cursor = await conn.execute(
+        "SELECT count(*), sum(id), sum(version), (SELECT array_agg(t.chat_id ORDER BY t.chat_id)"
+        " FROM turns t JOIN leases l ON l.epoch = t.epoch AND l.expires_at > now()) FROM chats"
+    )
+    return tuple(await cursor.fetchone())
+
+
 # What a listing entry says of a chat (store/listing.py), from the columns kept beside its
 # settings (rows.settings_columns): the model and title as JSON text, decoded by ``summary``.
 SUMMARY_COLUMNS = "stem, model::text, title_json::text, updated_at, pinned, archived"
@@ -162,7 +173,7 @@ async def rename(conn: psycopg.AsyncConnection, name: str, new_name: str) -> Non
         return
     try:
         cursor = await conn.execute(
-            "UPDATE chats SET stem = %s, name = %s WHERE stem = %s", (new_stem, searchable(new_name), stem)
+            "UPDATE chats SET stem = %s, name = %s, version = version + 1 WHERE stem = %s", (new_stem, searchable(new_name), stem)
         )
     except psycopg.errors.UniqueViolation:
         raise ChatExists(new_name) from None

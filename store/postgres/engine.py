@@ -50,9 +50,10 @@ T = TypeVar("T")
 # Connections each process may keep: a turn borrows one for a few milliseconds at a time, so
 # a handful serve a thousand streams.
 POOL_SIZE = 10
-# How long a request waits for a connection before it is answered 503: all of the pool's
-# connections busy, or, once the database was found away, not yet back (then soon).
-CONNECTION_WAIT_S, WHILE_AWAY_WAIT_S = 2.0, 0.5
+# How long a request waits for a connection before it is answered 503. All of the pool's
+# connections busy (a burst of turns): up to CONNECTION_WAIT_S, asking again every
+# WAIT_SLICE_S; once a connection to the database failed (it is away), at once or soon.
+CONNECTION_WAIT_S, WAIT_SLICE_S, WHILE_AWAY_WAIT_S = 30.0, 1.0, 0.5
 # The pool gives up a failing connection attempt (and its growing back-off) after this long,
 # so that the next request tries again at once: it finds the database soon after it is back.
 RECONNECT_S = 2.0
@@ -89,6 +90,23 @@ def first_line(error: BaseException) -> str:
 _LOGIN_REFUSED = ("password authentication failed", "does not exist", "no pg_hba.conf entry", "authentication")
 
 
+def watched_connections(connected: Callable[[bool], None]) -> type[psycopg.AsyncConnection]:
+    """A connection class that tells ``connected`` whether each attempt to connect succeeded."""
+
+    class Watched(psycopg.AsyncConnection):
+        @classmethod
+        async def connect(cls, *arguments: Any, **options: Any) -> psycopg.AsyncConnection:
+            try:
+                conn = await super().connect(*arguments, **options)
+            except psycopg.OperationalError:
+                connected(False)
+                raise
+            connected(True)
+            return conn
+
+    return Watched
+
+
 class PostgresStore(Store):
     engine = "postgresql"
 
@@ -101,10 +119,11 @@ class PostgresStore(Store):
         self._pool_size = pool_size
         self._pool: AsyncConnectionPool | None = None
         self._opening = asyncio.Lock()
-        self._away = False  # the last connection failed: requests wait less for one
+        self._away = False  # the last attempt to connect failed: requests wait less for one
         self._used_at: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> time.monotonic()
         self._leases = Leases(self._connection, url, f"{socket.gethostname()} pid {os.getpid()}", lease_s, renew_s)
         self._cache = ChatCache()
+        self._listings: dict[tuple[str, str], tuple[tuple, bytes]] = {}  # view -> (listing_state, JSON)
         self._journal = Journal(self._call)
         self._leases_held: dict[str, turns.Lease] = {}  # by stem: the leases this process's holds have
         self._sweep_s = sweep_s
@@ -175,7 +194,15 @@ class PostgresStore(Store):
         return await self._call(chats.count)
 
     async def list_chats_json(self, order: str = BY_NAME, archived: str = HIDE_ARCHIVED) -> bytes:
-        return jsonbytes.dumps(await self._call(chats.listing, order, archived))
+        """Each view kept, encoded, while the database says nothing it shows has changed
+        (chats.listing_state: a query of a few milliseconds against reading 50,000 chats)."""
+        state = await self._call(chats.listing_state)
+        kept = self._listings.get((order, archived))
+        if kept is not None and kept[0] == state:
+            return kept[1]
+        encoded = jsonbytes.dumps(await self._call(chats.listing, order, archived))
+        self._listings[(order, archived)] = (state, encoded)
+        return encoded
 
     async def get(self, name: str) -> dict:
         return await self._call(chats.get, name)
@@ -270,6 +297,7 @@ class PostgresStore(Store):
                 configure=configure,
                 # A connection the server closed (a restart) is found before a request gets it.
                 check=self._check,
+                connection_class=watched_connections(self._connected),
                 timeout=CONNECTION_WAIT_S,
                 reconnect_timeout=RECONNECT_S,
                 name="chatproxy",
@@ -283,21 +311,31 @@ class PostgresStore(Store):
     async def _connection(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
         """A pooled connection; psycopg's errors become the store's own."""
         pool = self._pool or await self._open_pool()
-        if self._away:
-            timeout = min(timeout or WHILE_AWAY_WAIT_S, WHILE_AWAY_WAIT_S)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or CONNECTION_WAIT_S)
+        while True:
+            wait = WHILE_AWAY_WAIT_S if self._away else WAIT_SLICE_S
+            try:
+                conn = await pool.getconn(max(0.001, min(wait, deadline - loop.time())))
+                break
+            except PoolTimeout:
+                if self._away or loop.time() >= deadline:
+                    raise StoreUnavailable(f"PostgreSQL ({self.where}) did not answer in time; try again shortly") from None
         try:
-            async with pool.connection(timeout) as conn:
-                yield conn
-                self._used_at[conn] = time.monotonic()
+            yield conn
+            self._used_at[conn] = time.monotonic()
             self._away = False
-        except PoolTimeout:
-            self._away = True
-            raise StoreUnavailable(f"PostgreSQL ({self.where}) did not answer in time; try again shortly") from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-            self._away = True
+            self._away = self._away or conn.broken
             raise StoreUnavailable(f"PostgreSQL ({self.where}) cannot be reached: {first_line(error)}") from None
         except psycopg.Error as error:
             raise StorageFailure(f"PostgreSQL ({self.where}) refused the change: {first_line(error)}") from None
+        finally:
+            await pool.putconn(conn)
+
+    def _connected(self, succeeded: bool) -> None:
+        """Each of the pool's attempts to connect: a failed one means the database is away."""
+        self._away = not succeeded
 
     async def _check(self, conn: psycopg.AsyncConnection) -> None:
         if time.monotonic() - self._used_at.get(conn, 0.0) > CHECK_IDLE_S:
