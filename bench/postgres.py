@@ -54,7 +54,7 @@ from bench.common import (
     turn_body,
 )
 from store import chatfile
-from store.postgres.engine import POOL_SIZE
+from store.postgres.pool import POOL_SIZE
 
 ONE_TOKEN = "bench:tokens=1"
 STREAM_MODEL = "bench:tokens=50:interval=0.2"

@@ -1,17 +1,16 @@
 """PostgresStore: the store (store/engine.py) on PostgreSQL, for any number of chatproxy
 instances on one database.
 
-Each operation borrows a connection from a small pool for one short transaction (the SQL is
-in chats.py, turns.py and search.py); no connection is kept while a turn streams. Chats
-read or written are kept while the database says they are current (cache.py), so a turn on
-a long chat does not read it all again. Holding a
-chat is a lease (leases.py). Every SWEEP_S each instance also finishes the turns of
+Each operation borrows a connection (pool.py) for one short transaction (the SQL is in
+chats.py, turns.py and search.py); no connection is kept while a turn streams. Chats read
+or written are kept while the database says they are current (cache.py), so a turn on a
+long chat does not read it all again. Holding a chat is a lease (leases.py). Every SWEEP_S each instance also finishes the turns of
 instances that died (their leases expired), so a killed instance's reply is stored within
 LEASE_S + SWEEP_S even if nobody asks for its chat.
 
-PostgreSQL away: an operation that cannot get a connection, or loses it, raises
-StoreUnavailable (503 with Retry-After); the pool connects again when it is back. Meanwhile
-a turn's journal is skipped (journal.py), and its end is tried again for up to COMMIT_RETRY_S.
+PostgreSQL away: an operation raises StoreUnavailable (503 with Retry-After; pool.py).
+Meanwhile a turn's journal is skipped (journal.py), and its end is tried again for up to
+COMMIT_RETRY_S.
 """
 
 from __future__ import annotations
@@ -21,14 +20,10 @@ import logging
 import os
 import random
 import socket
-import time
-import weakref
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 import jsonbytes
 
@@ -38,28 +33,16 @@ from ..listing import BY_NAME, HIDE_ARCHIVED
 from ..errors import ChatNotFound, StorageFailure, StoreError, StoreUnavailable
 from . import chats, search, turns
 from .cache import ChatCache
-from .connection import configure, connect, run_on_own_loop
+from .connection import connect, run_on_own_loop
 from .journal import Journal
-from .leases import CONNECT_TIMEOUT_S, LEASE_S, RENEW_S, Leases
+from .leases import LEASE_S, RENEW_S, Leases
 from .migrate import migrate
+from .pool import CONNECT_TIMEOUT_S, POOL_SIZE, Pool, first_line
 
 log = logging.getLogger("chatproxy.store")
 
 T = TypeVar("T")
 
-# Connections each process may keep: a turn borrows one for a few milliseconds at a time, so
-# a handful serve a thousand streams.
-POOL_SIZE = 10
-# How long a request waits for a connection before it is answered 503. All of the pool's
-# connections busy (a burst of turns): up to CONNECTION_WAIT_S, asking again every
-# WAIT_SLICE_S; once a connection to the database failed (it is away), at once or soon.
-CONNECTION_WAIT_S, WAIT_SLICE_S, WHILE_AWAY_WAIT_S = 30.0, 1.0, 0.5
-# The pool gives up a failing connection attempt (and its growing back-off) after this long,
-# so that the next request tries again at once: it finds the database soon after it is back.
-RECONNECT_S = 2.0
-# A connection used this recently is lent again without a check (a round trip): one idle
-# longer may have been closed by a restart of the server meanwhile.
-CHECK_IDLE_S = 1.0
 # GET /health answers within about two seconds.
 HEALTH_WAIT_S = 1.5
 SWEEP_S = 10.0
@@ -68,43 +51,8 @@ COMMIT_RETRY_S = 60.0
 FIRST_COMMIT_RETRY_S, LAST_COMMIT_RETRY_S = 0.25, 5.0
 
 
-def described(url: str) -> str:
-    """``user@host:port/database``, never the password: for messages and logs."""
-    try:
-        parts = conninfo_to_dict(url)
-    except psycopg.Error:
-        return "(an unreadable URL)"
-    user = f"{parts['user']}@" if "user" in parts else ""
-    port = f":{parts['port']}" if "port" in parts else ""
-    return f"{user}{parts.get('host', 'localhost')}{port}/{parts.get('dbname', '')}"
-
-
-def first_line(error: BaseException) -> str:
-    """What went wrong, on one line: the server's own words if it spoke (after "FATAL:")."""
-    text = str(error).strip()
-    text = text.split("FATAL:", 1)[1].strip() if "FATAL:" in text else text.removeprefix("connection failed: ").removeprefix("connection is bad: ")
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 # libpq's words when the server itself turned the connection down (no SQLSTATE comes with them).
 _LOGIN_REFUSED = ("password authentication failed", "does not exist", "no pg_hba.conf entry", "authentication")
-
-
-def watched_connections(connected: Callable[[bool], None]) -> type[psycopg.AsyncConnection]:
-    """A connection class that tells ``connected`` whether each attempt to connect succeeded."""
-
-    class Watched(psycopg.AsyncConnection):
-        @classmethod
-        async def connect(cls, *arguments: Any, **options: Any) -> psycopg.AsyncConnection:
-            try:
-                conn = await super().connect(*arguments, **options)
-            except psycopg.OperationalError:
-                connected(False)
-                raise
-            connected(True)
-            return conn
-
-    return Watched
 
 
 class PostgresStore(Store):
@@ -115,12 +63,9 @@ class PostgresStore(Store):
     ) -> None:
         super().__init__()
         self.url = url
-        self.where = described(url)
-        self._pool_size = pool_size
-        self._pool: AsyncConnectionPool | None = None
-        self._opening = asyncio.Lock()
-        self._away = False  # the last attempt to connect failed: requests wait less for one
-        self._used_at: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> time.monotonic()
+        self._pool = Pool(url, pool_size)
+        self.where = self._pool.where
+        self._connection = self._pool.connection
         self._leases = Leases(self._connection, url, f"{socket.gethostname()} pid {os.getpid()}", lease_s, renew_s)
         self._cache = ChatCache()
         self._listings: dict[tuple[str, str], tuple[tuple, bytes]] = {}  # view -> (listing_state, JSON)
@@ -163,7 +108,7 @@ class PostgresStore(Store):
         return StoreUnavailable(f"PostgreSQL at {self.where} cannot be reached: {problem}")
 
     async def start(self) -> None:
-        await self._open_pool()
+        await self._pool.open()
         if self._sweeper is None and self._sweep_s:
             self._sweeper = asyncio.ensure_future(self._sweep())
         await super().start()
@@ -174,9 +119,7 @@ class PostgresStore(Store):
             await asyncio.gather(self._sweeper, return_exceptions=True)
             self._sweeper = None
         await self._leases.close()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        await self._pool.close()
 
     async def is_writable(self) -> bool:
         return (await self.health())["writable"]
@@ -284,62 +227,6 @@ class PostgresStore(Store):
         if lease is None:
             raise RuntimeError(f"Chat '{name}' is not held here: turns run inside Store.hold()")
         return lease
-
-    async def _open_pool(self) -> AsyncConnectionPool:
-        async with self._opening:
-            if self._pool is not None:
-                return self._pool
-            pool = AsyncConnectionPool(
-                self.url,
-                min_size=1,
-                max_size=self._pool_size,
-                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
-                configure=configure,
-                # A connection the server closed (a restart) is found before a request gets it.
-                check=self._check,
-                connection_class=watched_connections(self._connected),
-                timeout=CONNECTION_WAIT_S,
-                reconnect_timeout=RECONNECT_S,
-                name="chatproxy",
-                open=False,
-            )
-            await pool.open()
-            self._pool = pool
-            return pool
-
-    @asynccontextmanager
-    async def _connection(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
-        """A pooled connection; psycopg's errors become the store's own."""
-        pool = self._pool or await self._open_pool()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or CONNECTION_WAIT_S)
-        while True:
-            wait = WHILE_AWAY_WAIT_S if self._away else WAIT_SLICE_S
-            try:
-                conn = await pool.getconn(max(0.001, min(wait, deadline - loop.time())))
-                break
-            except PoolTimeout:
-                if self._away or loop.time() >= deadline:
-                    raise StoreUnavailable(f"PostgreSQL ({self.where}) did not answer in time; try again shortly") from None
-        try:
-            yield conn
-            self._used_at[conn] = time.monotonic()
-            self._away = False
-        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-            self._away = self._away or conn.broken
-            raise StoreUnavailable(f"PostgreSQL ({self.where}) cannot be reached: {first_line(error)}") from None
-        except psycopg.Error as error:
-            raise StorageFailure(f"PostgreSQL ({self.where}) refused the change: {first_line(error)}") from None
-        finally:
-            await pool.putconn(conn)
-
-    def _connected(self, succeeded: bool) -> None:
-        """Each of the pool's attempts to connect: a failed one means the database is away."""
-        self._away = not succeeded
-
-    async def _check(self, conn: psycopg.AsyncConnection) -> None:
-        if time.monotonic() - self._used_at.get(conn, 0.0) > CHECK_IDLE_S:
-            await AsyncConnectionPool.check_connection(conn)
 
     async def _call(self, function: Callable[..., Awaitable[T]], *arguments: Any) -> T:
         """``function(conn, *arguments)`` on a pooled connection, with this store's cache."""

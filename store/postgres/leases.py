@@ -21,6 +21,7 @@ from .. import names
 from ..errors import StoreError
 from . import turns
 from .connection import connect
+from .pool import CONNECT_TIMEOUT_S
 from .turns import Lease
 
 log = logging.getLogger("chatproxy.store")
@@ -34,7 +35,6 @@ RENEW_RETRY_S = 2.0
 FIRST_POLL_S, LAST_POLL_S = 0.05, 1.0
 # The listening connection, lost, is made again after this long at first, then up to the last.
 FIRST_LISTEN_RETRY_S, LAST_LISTEN_RETRY_S = 0.1, 5.0
-CONNECT_TIMEOUT_S = 5
 
 
 class Leases:
