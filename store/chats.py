@@ -196,14 +196,16 @@ class ChatStore:
         loop = asyncio.get_running_loop()
         known: asyncio.Future[dict] = loop.create_future()
 
-        def ready(chat: dict) -> None:
+        def ready(chat: dict) -> None:  # on the pool's thread, before the write
             loop.call_soon_threadsafe(lambda: known.done() or known.set_result(chat))
 
+        def failed_first(done: asyncio.Future) -> None:  # the change refused: no chat to know
+            if not known.done() and not done.cancelled() and done.exception() is not None:
+                known.set_exception(done.exception())
+
         durable = asyncio.ensure_future(self._change(name, self._holds.begin_turn, name, plan, turn, ready))
-        await asyncio.wait([known, durable], return_when=asyncio.FIRST_COMPLETED)
-        if not known.done():
-            durable.result()  # the error that came before the chat was known
-        return known.result(), durable
+        durable.add_done_callback(failed_first)
+        return await known, durable
 
     async def journal_turn(self, name: str, turn_id: object, reply: dict) -> None:
         """Inside ``hold``: the reply so far, where a restart finds it (not fsynced: cheap)."""
