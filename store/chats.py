@@ -174,6 +174,10 @@ class ChatStore:
         on the folder, in arrival order within this one. A turn a stopped process left on
         the chat is finished first (its journaled reply stored, interrupted)."""
         async with self._hold_locks.hold(names.stem_for(name)):
+            if not self._holds.has_turn_file(name):
+                # Made on the pool: making a file waits for the filesystem's journal, which
+                # the pool's fsyncs keep busy; the loop only opens files that are there.
+                await self._run(self._holds.make_turn_file, name)
             delay = FIRST_RETRY_S
             while not self._holds.take(name):  # never waits on the loop: another process holds it
                 await asyncio.sleep(delay)

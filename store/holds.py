@@ -51,6 +51,19 @@ class Holds:
         self._held[stem] = turn_file
         return True
 
+    def has_turn_file(self, name: str) -> bool:
+        return os.path.exists(self._turn_path(names.stem_for(name)))
+
+    def make_turn_file(self, name: str) -> None:
+        """The chat's turn file, made if missing (and the folders with it, if cleared)."""
+        path = self._turn_path(names.stem_for(name))
+        with storage_errors(f"holding chat '{name}'"):
+            try:
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644))
+            except FileNotFoundError:
+                self._folder.recreate_folder()
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644))
+
     def needs_settling(self, name: str) -> bool:
         """Whether the held chat may hold a turn a stopped holder left (see settle)."""
         with storage_errors(f"holding chat '{name}'"):
