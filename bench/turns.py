@@ -19,7 +19,9 @@ Without ``--seed`` the seed's column is left out and the ratios against it say s
 How each figure is taken:
 1. CPU per 1-token turn: user + system CPU (/proc/PID/stat utime, stime, cutime, cstime) of
    the server and every process under it, read before and after sequential turns on
-   distinct chats (after a warm-up), divided by the turns. Direct: the fake's own CPU per request.
+   distinct chats (after a warm-up), divided by the turns. The servers run at once and are
+   asked in turn, ten rounds each, and each figure is the median round: a shared machine
+   that slows down or speeds up meanwhile touches both alike. Direct: the fake's own CPU per request.
 2. Burst: every turn (each on its own chat, 50 tokens 0.1 s apart) is sent at once on its own
    connection. Open at once: the most streams that had their response headers and had not ended,
    at any moment. Failed: not 200, no [DONE], short, or broken off (each bounded by a timeout).
@@ -42,6 +44,7 @@ import json
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from bench.common import (
@@ -68,6 +71,7 @@ LONG_CHAT = 2000
 # next ones. (A chat's very first turn also has its model asked for a title afterwards, in
 # the background: one more short request, once per chat.)
 PREVIOUS_TURN = 2
+CPU_ROUNDS = 10
 HEADER = ("measure", "direct", "seed", "chatproxy", "figure")
 
 
@@ -88,17 +92,37 @@ def turns(prefix: str, count: int) -> list[tuple[str, str, dict]]:
     return [("PUT", "/chat", turn_body(f"{prefix}-{number:05}")) for number in range(count)]
 
 
+async def interleaved_cpu(contenders: dict, args) -> dict[str, float]:
+    """Figure 1: CPU per turn of each contender, every server running at once and asked in
+    turn, round after round, so that a machine that speeds up or slows down meanwhile (a
+    shared VM does) touches all alike. The median of the rounds, for each."""
+    with tempfile.TemporaryDirectory(prefix="bench-turns-") as scratch, ExitStack() as servers:
+        running = {}
+        for name, start in contenders.items():
+            folder = Path(scratch) / name
+            write_chats(folder, args.warm, PREVIOUS_TURN, prefix="warm")
+            write_chats(folder, args.cpu_turns, PREVIOUS_TURN, prefix="cpu")
+            port, process = servers.enter_context(start(str(folder)))
+            await sequential(port, turns("warm", args.warm))
+            running[name] = (port, process.pid)
+        per_round = args.cpu_turns // CPU_ROUNDS
+        rounds: dict[str, list[float]] = {name: [] for name in running}
+        for number in range(CPU_ROUNDS):
+            requests = turns("cpu", args.cpu_turns)[number * per_round : (number + 1) * per_round]
+            for name, (port, pid) in running.items():
+                before = tree_cpu_seconds(pid)
+                await sequential(port, requests)
+                rounds[name].append((tree_cpu_seconds(pid) - before) / per_round)
+    return {name: percentile(values, 0.5) for name, values in rounds.items()}
+
+
 async def sequential_figures(start, upstream_port: int, args, has_v1: bool) -> dict:
-    """Figures 1 and 4 on one server: CPU per turn, then first events (with /v1 where there is one)."""
+    """Figure 4 on one server: first events (with /v1 where there is one)."""
     with tempfile.TemporaryDirectory(prefix="bench-turns-") as scratch:
         folder = Path(scratch) / "chats"
-        for prefix, count in (("warm", args.warm), ("cpu", args.cpu_turns), ("first", args.first)):
-            write_chats(folder, count, PREVIOUS_TURN, prefix=prefix)
+        write_chats(folder, args.first, PREVIOUS_TURN, prefix="first")
         with start(str(folder)) as (port, process):
-            await sequential(port, turns("warm", args.warm))
-            before = tree_cpu_seconds(process.pid)
-            await sequential(port, turns("cpu", args.cpu_turns))
-            figures = {"cpu": (tree_cpu_seconds(process.pid) - before) / args.cpu_turns}
+            figures = {}
             direct, put, v1 = [], [], []
             completion = ("POST", COMPLETIONS, completion_body(ONE_TOKEN))
             for request in turns("first", args.first):
@@ -257,10 +281,11 @@ async def run(args) -> None:
         direct = await direct_sequential(upstream_port, upstream.pid, args)
         direct |= await burst(upstream_port, [("POST", COMPLETIONS, completion_body(BURST_MODEL))] * args.burst, None, args.burst_timeout)
         direct["long"] = await direct_long_chat(upstream_port, args)
+        cpu = await interleaved_cpu(contenders, args)
         figures = {}
         for name, start in contenders.items():
             has_v1 = name == "chatproxy"  # the seed has no /v1 pass-through
-            figures[name] = await sequential_figures(start, upstream_port, args, has_v1)
+            figures[name] = await sequential_figures(start, upstream_port, args, has_v1) | {"cpu": cpu[name]}
             figures[name] |= await server_burst(start, args)
             figures[name]["long"] = await long_chat_turns(start, args)
     title = "chatproxy turn benchmark (issue 14): direct = the fake LM Studio without a proxy"

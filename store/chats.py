@@ -113,6 +113,10 @@ class ChatStore(Store):
     @asynccontextmanager
     async def _held(self, name: str) -> AsyncIterator[None]:
         """Through the flock of the chat's turn file (holds.py)."""
+        if not self._holds.has_turn_file(name):
+            # Made on the pool: making a file waits for the filesystem's journal, which
+            # the pool's fsyncs keep busy; the loop only opens files that are there.
+            await self._run(self._holds.make_turn_file, name)
         delay = FIRST_RETRY_S
         while not self._holds.take(name):  # never waits on the loop: another process holds it
             await asyncio.sleep(delay)

@@ -149,7 +149,7 @@ def open_locked(lock_path: str | os.PathLike, blocking: bool = True, recreate_fo
     """
     while True:
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = _open_or_make(lock_path)
         except FileNotFoundError:
             if recreate_folder is None:
                 raise
@@ -166,6 +166,16 @@ def open_locked(lock_path: str | os.PathLike, blocking: bool = True, recreate_fo
         if is_at_path(fd, lock_path):
             return fd
         os.close(fd)
+
+
+def _open_or_make(path: str | os.PathLike) -> int:
+    """Open ``path``, made if missing. Opened without O_CREAT first: the file is almost always
+    there, and O_CREAT takes the folder's lock even then, which makes every lock a queue
+    behind the temp files being created and renamed in the same filesystem."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
 def is_at_path(fd: int, path: str | os.PathLike) -> bool:

@@ -51,6 +51,19 @@ class Holds:
         self._held[stem] = turn_file
         return True
 
+    def has_turn_file(self, name: str) -> bool:
+        return os.path.exists(self._turn_path(names.stem_for(name)))
+
+    def make_turn_file(self, name: str) -> None:
+        """The chat's turn file, made if missing (and the folders with it, if cleared)."""
+        path = self._turn_path(names.stem_for(name))
+        with storage_errors(f"holding chat '{name}'"):
+            try:
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644))
+            except FileNotFoundError:
+                self._folder.recreate_folder()
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644))
+
     def needs_settling(self, name: str) -> bool:
         """Whether the held chat may hold a turn a stopped holder left (see settle)."""
         with storage_errors(f"holding chat '{name}'"):
@@ -104,8 +117,6 @@ class Holds:
         """``ready`` gets the changed chat before it is written (its caller asks LM Studio
         meanwhile); returning means it is durable."""
         turn_file = self._held_file(name)
-        with storage_errors(f"journaling the turn of chat '{name}'"):
-            turn_file.write({"name": name, "turn": turn["id"], "reply": None})
 
         def begin(chat: dict) -> None:
             running.begin(chat, plan, turn)
@@ -126,8 +137,6 @@ class Holds:
 
     def end_turn(self, name: str, turn_id: object, reply: dict | None) -> None:
         turn_file = self._held_file(name)
-        if reply is not None:
-            self.journal_turn(name, turn_id, reply)  # a kill during the write below still finds it
 
         def finish(chat: dict) -> None:
             if not running.end(chat, turn_id, reply):
@@ -139,9 +148,16 @@ class Holds:
             with suppress(OSError):
                 turn_file.clear()
             raise
-        # A failed write leaves the journal: the next holder stores the reply (settle).
-        with storage_errors(f"clearing the turn journal of chat '{name}'"):
-            turn_file.clear()
+        except StoreError:
+            # The reply goes to the journal: the next holder stores it (settle), once the
+            # disk is back. (A kill during the write finds the journal of a second before.)
+            if reply is not None:
+                with suppress(StoreError):
+                    self.journal_turn(name, turn_id, reply)
+            raise
+        if turn_file.has_record():
+            with storage_errors(f"clearing the turn journal of chat '{name}'"):
+                turn_file.clear()
 
     def recover(self) -> int:
         """At start-up: settle every turn stopped processes left on the folder (a journal, or a

@@ -91,6 +91,10 @@ class TurnFile:
                 os.ftruncate(fd, _FIRST + len(body))  # what lay after it is no longer pointed at
         self._record_at = (offset, len(body))
 
+    def has_record(self) -> bool:
+        """Whether this holder wrote a record since the file was taken or cleared."""
+        return self._record_at is not None
+
     def clear(self) -> None:
         with self._open() as fd:
             os.ftruncate(fd, 0)

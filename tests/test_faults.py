@@ -221,11 +221,12 @@ async def test_a_storage_fault_while_journaling_ends_the_turn_with_the_storage_e
     last = json.loads(result.data[-1])["error"]
     assert last["type"] == "storage" and "full" in last["message"], last
     assert await fake.wait_closed() == 1  # LM Studio's request was closed
-    chat = json.loads((chats_dir / "demo.json").read_text())  # whole, and holds the question
-    assert chat["messages"][-1]["content"] == "second"
+    chat = json.loads((chats_dir / "demo.json").read_text())  # whole: the question, and the part relayed
+    assert [(m["content"], m.get("interrupted")) for m in chat["messages"][-2:]] == [("second", None), ("one two ", True)]
     monkeypatch.setattr(turnfile, "os", os)
     after = await stream(proxy, "/chat", {"name": "demo", "message": {"role": "user", "content": "third"}})
     assert after.status == 200 and after.data[-1] == "[DONE]"
     stored = json.loads((chats_dir / "demo.json").read_text())["messages"]
     assert [m["content"] for m in stored[-2:]] == ["third", "Hello, world!"]
     assert "running_turn" not in json.loads((chats_dir / "demo.json").read_text())
+    assert [m["content"] for m in stored].count("one two ") == 1

@@ -102,9 +102,10 @@ async def test_a_kill_between_ends_write_and_clearing_the_journal_stores_the_rep
     monkeypatch.setattr(turnfile.TurnFile, "clear", lambda self: None)  # killed right after the write
     async with dead.hold("demo"):
         await begin_turn(dead, "demo", {"append": QUESTION}, {"id": "t1", "started_at": "now"})
+        await dead.journal_turn("demo", "t1", PARTIAL)  # a reply long enough to be journaled
         await dead.end_turn("demo", "t1", WHOLE)
     monkeypatch.undo()
-    assert journal_size(tmp_path) > 0  # the journal still names turn t1, with its reply
+    assert journal_size(tmp_path) > 0  # the journal still names turn t1, with its reply so far
     assert await restarted.recover() == 0
     async with restarted.hold("demo"):
         assert (await restarted.get("demo"))["messages"] == [QUESTION, WHOLE]
