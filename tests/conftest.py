@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 from chatproxy import make_app, make_services  # noqa: E402
 from config import Config  # noqa: E402
+from handlers.streams import SHUTTING_DOWN  # noqa: E402
 from tests.engines import engine, instance_settings, parametrize_engines, store_url, stored  # noqa: E402,F401
 from tests.fake_lmstudio import FakeLMStudio  # noqa: E402
 from tests.helpers import serve_app  # noqa: E402
@@ -54,8 +55,14 @@ def services(config, io_loop):
     services = make_services(config)
     io_loop.run_sync(services.store.start)
     yield services
-    services.upstreams.close()
-    io_loop.run_sync(services.store.close)
+
+    async def stop() -> None:  # as the server stops: turns a test left running end first
+        services.streams.abort_all(SHUTTING_DOWN)
+        await services.streams.wait_idle(5)
+        services.upstreams.close()
+        await services.store.close()
+
+    io_loop.run_sync(stop)
 
 
 @pytest.fixture

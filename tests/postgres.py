@@ -33,10 +33,13 @@ import pytest
 from store import chatfile
 from store.postgres.connection import connect
 from store.postgres.engine import PostgresStore
+from store.postgres.migrate import migrations
 
 PORT = 5432  # only names the socket file: the server has no TCP port
 ROLE = "chatproxy"
 TEMPLATE = "chatproxy_template"
+# Every table chatproxy's migrations make but their own log: what a test may have filled.
+TABLES = ("chats", "messages", "branches", "turns", "leases", "chat_words")
 SETTINGS = {
     "listen_addresses": "''",
     "fsync": "off",
@@ -91,6 +94,7 @@ class PostgresServer:
         self.start_seconds = 0.0  # initdb, start and the template's migrations
         self._numbers = itertools.count(1)
         self._numbers_lock = threading.Lock()
+        self._emptied: list[str] = []  # databases of the template that tests left, emptied
 
     def _run(self, *command: str) -> None:
         """A PostgreSQL tool, as the ``postgres`` user when we are root."""
@@ -145,14 +149,32 @@ class PostgresServer:
         return psycopg.connect(self.url("postgres", role="postgres"), autocommit=True)
 
     def new_database(self, template: str = TEMPLATE) -> str:
-        """A new database (the schema migrated, unless ``template`` is ``template0``); its name."""
+        """A new database (the schema migrated, unless ``template`` is ``template0``); its name.
+        One a finished test emptied (``drop_database``) serves again: emptying takes a tenth
+        of the time of a clone and a drop."""
         with self._numbers_lock:
+            if template == TEMPLATE and self._emptied:
+                return self._emptied.pop()
             name = f"test_{next(self._numbers)}"
         with self.admin() as admin:
             admin.execute(f"CREATE DATABASE {name} TEMPLATE {template} OWNER {ROLE}")
         return name
 
-    def drop_database(self, name: str) -> None:
+    def drop_database(self, name: str, template: str = TEMPLATE) -> None:
+        """Done with ``name``: emptied for the next test, or (a database of another template,
+        or one still in use) dropped."""
+        if template == TEMPLATE:
+            try:
+                with psycopg.connect(self.url(name), autocommit=True) as conn:
+                    applied = conn.execute("SELECT array_agg(version ORDER BY version) FROM chatproxy_migrations").fetchone()[0]
+                    if applied == [migration.version for migration in migrations()]:  # else a test changed it
+                        conn.execute("SET lock_timeout = '1s'")
+                        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+                        with self._numbers_lock:
+                            self._emptied.append(name)
+                        return
+            except psycopg.Error:
+                pass
         with self.admin() as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -203,7 +225,7 @@ def empty_postgres_url(postgres_server):
     """The URL of a new database without chatproxy's schema (for the migrations)."""
     name = postgres_server.new_database(template="template0")
     yield postgres_server.url(name)
-    postgres_server.drop_database(name)
+    postgres_server.drop_database(name, template="template0")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fake_lmstudio import MODEL, Reply
-from tests.helpers import assert_error, call, start_server, stop_server, stream
+from tests.helpers import assert_error, call, start_server, stop_server, stream, wait_for
 
 pytestmark = pytest.mark.both_engines
 
@@ -104,7 +104,7 @@ async def test_message_over_the_limit_is_413(proxy, fake):
 
 @pytest.mark.gen_test
 @pytest.mark.config(max_streams=1)
-async def test_streams_beyond_the_limit_get_503_with_retry_after(proxy, fake):
+async def test_streams_beyond_the_limit_get_503_with_retry_after(proxy, fake, services):
     hold = asyncio.Event()
     fake.script.append(Reply(hold=hold))
     for name in ("a", "b"):
@@ -117,6 +117,8 @@ async def test_streams_beyond_the_limit_get_503_with_retry_after(proxy, fake):
     assert_error(await call(proxy, "GET", "/v1/models"), 503)
     hold.set()
     assert (await first).data[-1] == "[DONE]"
+    # The turn keeps its place a moment after its last word: until its chat is let go.
+    await wait_for(lambda: len(services.streams) == 0, what="the turn's stream place freed")
     assert (await call(proxy, "GET", "/v1/models")).status == 200
 
 
