@@ -136,6 +136,7 @@ class Turn:
                     self._fail(error)
                 finally:
                     self._stop_journal()
+                    await _settled(durable)  # a request that failed before it: the start's write ends first
                     problem = await self._commit()
                 self._end(problem)
                 if self._titles is not None and problem is None:
@@ -270,3 +271,10 @@ class Turn:
         if self._journal_timer is not None:
             self._journal_timer.cancel()
 
+
+async def _settled(write: Awaitable[None]) -> None:
+    """Once ``write`` has ended, however: its error, if any, was the turn's to report."""
+    try:
+        await asyncio.shield(write)
+    except Exception:
+        pass
