@@ -169,6 +169,8 @@ class _BodyPieces:
     def deliver(self) -> None:
         self.scheduled = False
         while self.pieces and not self.holding:
+            if len(self.pieces) > 1:  # one read's pieces, in one callback
+                self.pieces = deque([b"".join(self.pieces)])
             pending: Awaitable[None] | None = self.callback(self.pieces.popleft())
             if pending is not None:
                 self.holding = True
