@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from store.postgres import chats
-from store.postgres.search import search
+from store.postgres.search import MASK_BITS, search
 from tests.postgres import new_chat
 
 SENTENCE = "这是一个关于人工智能的很长的句子，我们讨论机器学习的发展历史。"
@@ -104,3 +104,24 @@ async def test_a_chinese_search_uses_the_trigram_index(pg_conn):
     cursor = await pg_conn.execute("EXPLAIN SELECT 1 FROM messages WHERE unspaced AND content ILIKE '%人工智能%'")
     plan = "\n".join(row[0] for row in await cursor.fetchall())
     assert "messages_trigrams" in plan
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("count", [MASK_BITS, MASK_BITS + 1])
+async def test_every_word_is_needed_with_as_many_words_as_an_integer_mask_holds_and_one_more(pg_conn, count):
+    words = [f"w{number:03}x" for number in range(count)]
+    await chats.create(pg_conn, "all", new_chat(" ".join(words)))
+    await chats.create(pg_conn, "all but one", new_chat(" ".join(words[1:])))
+    assert await names_found(pg_conn, " ".join(words)) == ["all"]
+    assert sorted(await names_found(pg_conn, " ".join(words[1:]))) == ["all", "all but one"]
+
+
+@pytest.mark.gen_test
+async def test_a_word_typed_counts_the_word_the_longer_words_it_begins_and_the_name_together(pg_conn):
+    await chats.create(pg_conn, "word only", new_chat("run"))
+    await chats.create(pg_conn, "word and longer", new_chat("run runner"))
+    await chats.create(pg_conn, "longer only", new_chat("runner"))
+    await chats.create(pg_conn, "run in the name", new_chat("run"))
+    found = {result["name"]: result["score"] for result in await search(pg_conn, "run", 50)}
+    assert list(found) == ["run in the name", "word and longer", "longer only", "word only"]  # ties by name
+    assert found["word and longer"] == pytest.approx(found["word only"] + found["longer only"], abs=1e-4)
