@@ -134,7 +134,7 @@ async def test_workers_stop_when_their_supervisor_is_killed(project_root, clean_
     process, base = await start_server(project_root, clean_env, tmp_path, fake, server__workers=2)
     workers = child_pids(process.pid)
     assert len(workers) == 2
-    process.kill()
+    await stop_server(process)  # kill -9, and reaped
     await wait_for(lambda: all(has_exited(pid) for pid in workers), timeout=30, what="the workers to stop")
 
 
