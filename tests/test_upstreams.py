@@ -146,7 +146,13 @@ async def test_a_shared_model_goes_to_the_upstream_with_fewer_open_streams(proxy
 
 
 async def _held_anywhere(fakes) -> None:
-    await asyncio.wait([asyncio.ensure_future(fake.wait_held()) for fake in fakes.values()], return_when=asyncio.FIRST_COMPLETED)
+    waits = [asyncio.ensure_future(fake.wait_held()) for fake in fakes.values()]
+    done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in pending:  # the other fakes hold nothing: their waits must not outlive the test
+        wait.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for wait in done:
+        wait.result()  # a wait that failed (timed out) fails the test
 
 
 @pytest.mark.gen_test
