@@ -81,18 +81,6 @@ async def stored(proxy: str, name: str) -> list[tuple[str, str]]:
     return [(m["role"], m["content"]) for m in chat["messages"]]
 
 
-async def eventually(probe, check, what: str, timeout: float = 10):
-    """Wait until ``check(await probe())`` holds (a page measure no locator waits on, such as
-    a scroll position), failing after ``timeout`` with the last value."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check(value := await probe()):
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value {value!r}")
-        await asyncio.sleep(0.02)
-    return value
-
-
 async def fits_the_width(page, width: int = PHONE["width"]) -> None:
     scrolled = await page.evaluate("() => document.documentElement.scrollWidth")
     assert scrolled <= width, f"the page is {scrolled} px wide: it scrolls sideways"

@@ -223,6 +223,18 @@ async def wait_for(predicate, timeout: float = 5, what: str = "condition") -> No
         await asyncio.sleep(0.005)
 
 
+async def eventually(probe, check=bool, what: str = "condition", timeout: float = 10):
+    """Wait until ``check(await probe())`` holds (a server asked, or a page measure no locator
+    waits on), failing after ``timeout`` with the last value; returns that value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check(value := await probe()):
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value {value!r}")
+        await asyncio.sleep(0.02)
+    return value
+
+
 def child_pids(pid: int) -> list[int]:
     """The processes ``pid`` started, from /proc (Linux)."""
     children = []
@@ -252,3 +264,17 @@ async def begin_turn(store, name: str, plan: dict, turn: dict) -> dict:
     chat, durable = await store.begin_turn(name, plan, turn)
     await durable
     return chat
+
+
+LONG = "word " * 60  # a question of some 60 tokens
+
+
+async def a_long_chat(proxy, fake, turns: int = 5, context_length: int | None = None) -> None:
+    """A chat of ``turns`` long questions, its model served with ``context_length`` (the
+    model lists are read once, at the first turn: it is set before)."""
+    fake.context_length = context_length
+    await create_chat(proxy, max_tokens=100)
+    assert (await call(proxy, "PATCH", "/chat", {"name": "demo", "system_prompt": "Be brief."})).status == 200
+    for number in range(turns):
+        assert (await turn(proxy, content=f"{number} {LONG}")).data[-1] == "[DONE]"
+    assert len(fake.requests) == turns

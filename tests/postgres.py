@@ -14,7 +14,6 @@ installed but does not start is always an error.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import glob
 import itertools
@@ -56,15 +55,6 @@ def new_chat(*contents: str, model: str = "m") -> dict:
     chat = chatfile.new_chat(model, 0.7, -1)
     chat["messages"] = [{"role": ("user", "assistant")[i % 2], "content": c} for i, c in enumerate(contents)]
     return chat
-
-
-async def eventually(check, what: str, timeout: float = 10) -> None:
-    """Until the coroutine ``check()`` answers true (it asks a server), failing after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        assert loop.time() < deadline, f"timed out after {timeout} s waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 def without_stamp(chat: dict) -> dict:

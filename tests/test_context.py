@@ -5,23 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import assert_error, call, create_chat, turn
+from tests.helpers import LONG, a_long_chat, assert_error, call, create_chat, turn
 
 # ~100 tokens each by the safe-side estimate (a token per three bytes).
-LONG = "word " * 60
-
-
-async def a_long_chat(proxy, fake, turns: int = 5, context_length: int | None = None) -> None:
-    """A chat of ``turns`` long questions, its model served with ``context_length`` (the
-    model lists are read once, at the first turn: it is set before)."""
-    fake.context_length = context_length
-    await create_chat(proxy, max_tokens=100)
-    assert (await call(proxy, "PATCH", "/chat", {"name": "demo", "system_prompt": "Be brief."})).status == 200
-    for number in range(turns):
-        assert (await turn(proxy, content=f"{number} {LONG}")).data[-1] == "[DONE]"
-    assert len(fake.requests) == turns
-
-
 @pytest.mark.gen_test(timeout=20)
 async def test_a_chat_longer_than_the_context_sends_its_newest_turns_and_says_what_it_left_out(proxy, fake):
     # The system prompt, the first message and two turns fit, with 100 tokens for the reply.

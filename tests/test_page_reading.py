@@ -12,10 +12,9 @@ from urllib.parse import quote
 import pytest
 from playwright.async_api import expect
 
-from tests.browser import answered, browser_page, clipboard, eventually, needs_chromium, new_chat, send, stored
+from tests.browser import answered, browser_page, clipboard, needs_chromium, new_chat, send, stored
 from tests.fake_lmstudio import MODEL, Reply
-from tests.helpers import call
-from tests.test_context import LONG, a_long_chat
+from tests.helpers import LONG, a_long_chat, call, eventually
 
 pytestmark = needs_chromium
 

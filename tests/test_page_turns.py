@@ -13,8 +13,9 @@ import pytest
 from playwright.async_api import expect
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from tests.browser import answered, browser_page, eventually, needs_chromium, new_chat, send, stored
+from tests.browser import answered, browser_page, needs_chromium, new_chat, send, stored
 from tests.fake_lmstudio import Reply
+from tests.helpers import wait_for
 
 pytestmark = needs_chromium
 
@@ -139,12 +140,12 @@ async def test_a_stream_the_server_drops_is_joined_again_without_a_gap_or_a_repe
         assert len(watchers) == 1
         last_sent = turn.log.seq
         watchers[0]._cut_off()
-        joins = await eventually(
-            lambda: asyncio.sleep(0, [p for _, p, _ in seen if p.startswith("/chat/stream?")]),
-            bool, "the page to join again",
-        )
+        def joins() -> list[str]:
+            return [p for _, p, _ in seen if p.startswith("/chat/stream?")]
+
+        await wait_for(lambda: joins(), timeout=10, what="the page to join again")
         # After the last event it read: the server sends the rest, no gap and no repeat.
-        assert joins == [f"/chat/stream?name=joined&after={last_sent}"]
+        assert joins() == [f"/chat/stream?name=joined&after={last_sent}"]
         await goes_on_to_the_end(page, proxy, release, "joined", "Question")
 
 

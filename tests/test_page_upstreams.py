@@ -9,7 +9,7 @@ from playwright.async_api import expect
 
 from tests.browser import PHONE, answered, browser_page, fits_the_width, needs_chromium, send
 from tests.helpers import call, create_chat, turn
-from tests.test_upstreams import config, fakes, take_down  # noqa: F401 (two fake upstreams, as those tests have them)
+from tests.upstreams import config, fakes, take_down  # noqa: F401 (the fixtures: two fake upstreams)
 
 pytestmark = needs_chromium
 

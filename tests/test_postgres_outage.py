@@ -13,8 +13,7 @@ import pytest
 
 from store.postgres import engine
 from tests.fake_lmstudio import Reply
-from tests.helpers import assert_error, call, create_chat, stream, wait_for
-from tests.postgres import eventually
+from tests.helpers import assert_error, call, create_chat, eventually, stream, wait_for
 
 HI = {"role": "user", "content": "hi"}
 
@@ -72,7 +71,7 @@ async def test_chat_routes_answer_503_with_retry_after_and_health_says_why_until
     assert "PostgreSQL" in health.json["store"]["error"]
     assert len(fake.requests) == 0  # a turn that cannot begin asks nothing
     own_postgres_server.resume()
-    await eventually(lambda: answers_again(proxy), "chatproxy to reconnect (no restart)", timeout=30)
+    await eventually(lambda: answers_again(proxy), what="chatproxy to reconnect (no restart)", timeout=30)
     assert (await call(proxy, "GET", "/health")).json["store"] == {"engine": "postgresql", "writable": True}
     assert (await stream(proxy, "/chat", {"name": "demo", "message": HI})).data[-1] == "[DONE]"
 

@@ -14,8 +14,7 @@ import sys
 import pytest
 
 from tests.fake_lmstudio import MODEL, Reply
-from tests.helpers import call, child_pids, free_port, start_server, stop_server, stream, wait_for
-from tests.postgres import eventually
+from tests.helpers import call, child_pids, eventually, free_port, start_server, stop_server, stream, wait_for
 
 HI = {"role": "user", "content": "tell me"}
 
@@ -99,7 +98,7 @@ async def test_kill_9_mid_turn_leaves_the_question_and_the_journaled_reply_and_t
             row = await cursor.fetchone()
             return row is not None and row[0] is not None and row[0].count(" ") >= 50
 
-        await eventually(journaled, "a second of reply journaled", timeout=30)
+        await eventually(journaled, what="a second of reply journaled", timeout=30)
         doomed.kill()
         await doomed.wait()
         await asyncio.gather(reading, return_exceptions=True)

@@ -15,8 +15,7 @@ import pytest
 
 from store.postgres import leases
 from store.postgres.engine import PostgresStore
-from tests.helpers import begin_turn, wait_for
-from tests.postgres import eventually
+from tests.helpers import begin_turn, eventually, wait_for
 
 QUESTION = {"role": "user", "content": "why?"}
 PARTIAL = {"role": "assistant", "content": "Because", "finish_reason": None}
@@ -102,7 +101,7 @@ async def test_a_renewed_lease_outlives_its_length_and_a_dead_one_expires_and_is
         async def renewed_past_first_expiry() -> bool:
             return (await lease_expiry(dead, "demo") - first_expiry).total_seconds() > 1.5
 
-        await eventually(renewed_past_first_expiry, "renewals beyond the lease's first expiry")
+        await eventually(renewed_past_first_expiry, what="renewals beyond the lease's first expiry")
         assert not waiting.done()  # held for longer than a lease lasts: renewals work
     await asyncio.wait_for(waiting, 5)
 
@@ -127,7 +126,7 @@ async def test_the_sweep_finishes_a_dead_instances_turn_nobody_asks_for(make_sto
             messages[:] = (await sweeper.get("demo"))["messages"]
             return len(messages) == 2
 
-        await eventually(finished, "the sweep to finish the dead turn")
+        await eventually(finished, what="the sweep to finish the dead turn")
         assert messages == [QUESTION, {**PARTIAL, "interrupted": True}]
         assert await sweeper.recover() == 0  # once
     finally:

@@ -10,7 +10,8 @@ import pytest
 
 from config import Config, UpstreamSettings
 from tests.fake_lmstudio import FakeLMStudio, Reply
-from tests.helpers import assert_error, call, create_chat, free_port, serve_app, stream, turn
+from tests.helpers import assert_error, call, create_chat, serve_app, stream, turn
+from tests.upstreams import config, fakes, take_down, upstream  # noqa: F401 (the fixtures: two fake upstreams)
 
 HI = {"role": "user", "content": "hi"}
 # What llama.cpp answers a prompt longer than its context.
@@ -18,41 +19,6 @@ OVERFLOW = {"error": {"code": 400, "message": "the request exceeds the available
                       "type": "exceed_context_size_error", "n_prompt_tokens": 5000, "n_ctx": 4096}}
 LLAMA_TIMINGS = {"prompt_n": 12, "prompt_ms": 30.5, "prompt_per_second": 393.4,
                  "predicted_n": 4, "predicted_ms": 80.1, "predicted_per_second": 49.9}
-
-
-@pytest.fixture
-def fakes(io_loop, request) -> dict[str, FakeLMStudio]:
-    """laptop: LM Studio offering "a" and "shared"; gpu: llama.cpp offering "b" and "shared"."""
-    made = {}
-    for name, flavor, models in (("laptop", "lmstudio", ["a", "shared"]), ("gpu", "llama.cpp", ["b", "shared"])):
-        fake = FakeLMStudio()
-        fake.flavor, fake.models = flavor, models
-        fake.url = serve_app(io_loop, request, fake.app())
-        made[name] = fake
-    return made
-
-
-@pytest.fixture
-def config(fakes, chats_dir, request) -> Config:
-    """Both fakes as [[upstreams]]; ``@pytest.mark.config(down=True)`` adds one nothing listens for."""
-    marker = request.node.get_closest_marker("config")
-    options = dict(marker.kwargs) if marker else {}
-    options.setdefault("model_titles", False)  # as in tests/conftest.py: no background title requests
-    upstreams = [UpstreamSettings(name, fake.url) for name, fake in fakes.items()]
-    if options.pop("down", False):
-        upstreams.append(UpstreamSettings("down", f"http://127.0.0.1:{free_port()}"))
-    return Config(chats_dir=str(chats_dir), upstreams=tuple(upstreams), **options)
-
-
-def upstream(services, name):
-    return next(member for member in services.upstreams if member.name == name)
-
-
-def take_down(services, name) -> str:
-    """The upstream stops listening after its model list was read (its port closes)."""
-    url = f"http://127.0.0.1:{free_port()}"
-    upstream(services, name).base_url = url
-    return url
 
 
 async def stored_reply(proxy, name="demo") -> dict:
