@@ -31,7 +31,7 @@ from handlers.metrics import count_across_processes
 from handlers.streams import SHUTTING_DOWN, StreamRegistry
 from lmstudio import Upstreams
 from logs import configure_logging, log_request
-from store import ChatStore, Store, StoreError, store_at
+from store import Store, StoreError, store_at
 from turns import TurnRegistry
 from turns.titles import TitleWriter
 from workers import STOP_SIGNALS, SharedMetrics, Supervisor
@@ -63,14 +63,12 @@ def make_app(services: Services) -> Application:
 
 
 def make_store(config: Config) -> Store:
-    if config.store_url:
-        return store_at(config.store_url, pool_size=config.store_pool_size)
-    return ChatStore(config.chats_dir)
+    return store_at(config.store_url or config.chats_dir, pool_size=config.store_pool_size)
 
 
 def make_services(config: Config) -> Services:
+    """Everything a process serves with; its store opened already (``Store.open``, once)."""
     store = make_store(config)
-    store.open()
     upstreams = Upstreams.build(
         config.upstreams,
         config.lm_studio_url,
@@ -287,12 +285,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 2
     configure_logging(config.debug, config.log_format)
     raise_open_file_limit()
-    if config.store_url:
-        try:  # once, before any worker starts: a database that cannot be used stops here
-            make_store(config).open()
-        except StoreError as error:
-            print(f"chatproxy: {error}", file=sys.stderr)
-            return 2
+    try:  # once, before any worker starts: chats that cannot be kept stop the start here
+        make_store(config).open()
+    except StoreError as error:
+        print(f"chatproxy: {error}", file=sys.stderr)
+        return 2 if config.store_url else 1  # a database setting; a folder that cannot be made
     try:
         sockets = bind(config)
         peers = bind_peer_sockets(config) if config.advertise_url else [None] * config.workers

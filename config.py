@@ -23,7 +23,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from store import is_postgres_url
+
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().with_name("config.toml")
+# Where a setting's value came from, by precedence: a higher one wins.
+DEFAULT, FILE, ENVIRONMENT, FLAG = range(4)
 
 
 class ConfigError(Exception):
@@ -141,7 +145,7 @@ def _url(value: Any) -> str:
 
 def _store(value: Any) -> str:
     location = _text(value)
-    if "://" in location and not location.startswith(("postgresql://", "postgres://")):
+    if "://" in location and not is_postgres_url(location):
         raise ValueError("expected a postgresql:// URL, or the path of a chats folder")
     return location
 
@@ -253,7 +257,7 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
         source, raw, ranks[setting.field] = _find(setting, flags, environ, table, config_path)
         if source is None:
             continue
-        if setting.field == "lm_studio_url" and source in (setting.flag, f"environment variable {setting.env}"):
+        if setting.field == "lm_studio_url" and ranks[setting.field] >= ENVIRONMENT:
             values.pop("upstreams", None)  # the shorthand, from a flag or the environment
         try:
             values[setting.field] = setting.parse(raw)
@@ -270,23 +274,22 @@ def _choose_store(values: dict[str, Any], ranks: dict[str, int]) -> None:
     location = values.pop("store_url", None)
     if location is None or ranks["chats_dir"] > ranks["store_url"]:
         return
-    if location.startswith(("postgresql://", "postgres://")):
+    if is_postgres_url(location):
         values["store_url"] = location
     else:
         values["chats_dir"] = location
 
 
 def _find(setting, flags, environ, table, config_path):
-    """Where the setting's value comes from, the value, and that source's precedence (3: a
-    flag, 2: the environment, 1: the file, 0: the default)."""
+    """Where the setting's value comes from, the value, and that source's precedence."""
     if setting.flag and flags.get(setting.field) is not None:
-        return setting.flag, flags[setting.field], 3
+        return setting.flag, flags[setting.field], FLAG
     if setting.env and setting.env in environ:
-        return f"environment variable {setting.env}", environ[setting.env], 2
+        return f"environment variable {setting.env}", environ[setting.env], ENVIRONMENT
     section, key = setting.key.split(".")
     if key in table.get(section, {}):
-        return f"{config_path}: {setting.key}", table[section][key], 1
-    return None, None, 0
+        return f"{config_path}: {setting.key}", table[section][key], FILE
+    return None, None, DEFAULT
 
 
 def _read_config_file(flag_path: str | None, environ: Mapping[str, str]) -> tuple[Path, dict]:

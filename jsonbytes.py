@@ -23,13 +23,17 @@ _DIGITS = bytes(ord("0") if ord("0") <= byte <= ord("9") else ord(" ") for byte 
 _LONG_NUMBER = b"0" * 19
 
 
-def loads(data: bytes | bytearray | str) -> object:
+def loads(data: bytes | bytearray | str, exact_integers: bool = True) -> object:
     """What ``dumps`` wrote, including the ``\\uXXXX`` escapes orjson refuses to read, and
     integers of any size; what orjson refuses is decided (and its error raised) by the
-    standard library, which also reads NaN and Infinity as older files may hold them."""
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    if raw.translate(_DIGITS).find(_LONG_NUMBER) >= 0:
-        return json.loads(data)
+    standard library, which also reads NaN and Infinity as older files may hold them.
+
+    ``exact_integers=False`` skips the look for long integers (two copies of the text) where
+    none matters: an upstream's stream events, read one per token."""
+    if exact_integers:
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+        if raw.translate(_DIGITS).find(_LONG_NUMBER) >= 0:
+            return json.loads(data)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:

@@ -56,7 +56,7 @@ class ReplyCollector:
     def __call__(self, event: Event) -> bool:
         """Keep what the event says; true when the event is LM Studio's last word."""
         try:
-            chunk = jsonbytes.loads(event.data)  # a lone surrogate escape too: orjson refuses it
+            chunk = jsonbytes.loads(event.data, exact_integers=False)  # a lone surrogate escape too: orjson refuses it
         except ValueError:
             raise UpstreamError(502, f"{self.who} sent an event that is not JSON", "bad_stream") from None
         if not isinstance(chunk, dict):

@@ -26,7 +26,8 @@ def is_postgres_url(location: str) -> bool:
 
 def store_at(location: str, **options) -> Store:
     """The store at ``location``: a ``postgresql://`` URL (``options`` go to PostgresStore),
-    or else the path of a chats folder. psycopg is imported only for PostgreSQL."""
+    or else the path of a chats folder (``options`` are PostgreSQL's: left aside). psycopg
+    is imported only for PostgreSQL."""
     if is_postgres_url(location):
         from .postgres.engine import PostgresStore
 

@@ -53,6 +53,7 @@ def config(fake, chats_dir, store_url, request) -> Config:
 @pytest.fixture
 def services(config, io_loop):
     services = make_services(config)
+    services.store.open()  # as chatproxy.main does, once
     io_loop.run_sync(services.store.start)
     yield services
 
