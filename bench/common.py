@@ -71,9 +71,10 @@ def started(args: list[str], port: int, env: dict | None = None, python: str = s
 
 
 @contextmanager
-def fake_upstream_process() -> Iterator[tuple[int, subprocess.Popen]]:
+def fake_upstream_process(models: str | None = None) -> Iterator[tuple[int, subprocess.Popen]]:
+    """The fake LM Studio of the tests; ``models``: the one model it lists, else its own."""
     port = free_port()
-    with started(["-m", "tests.fake_lmstudio", "--port", str(port)], port) as process:
+    with started(["-m", "tests.fake_lmstudio", "--port", str(port), *(("--models", models) if models else ())], port) as process:
         yield port, process
 
 
@@ -84,18 +85,19 @@ def fake_upstream() -> Iterator[int]:
 
 
 @contextmanager
-def chatproxy(upstream_port: int, chats_dir: str | None = None, store: str | None = None, extra: tuple[str, ...] = ()) -> Iterator[tuple[int, subprocess.Popen]]:
-    """chatproxy on ``chats_dir`` (else a folder of its own), or on ``store`` (a postgresql:// URL)."""
+def chatproxy(upstream_port: int | list[int], chats_dir: str | None = None, store: str | None = None) -> Iterator[tuple[int, subprocess.Popen]]:
+    """chatproxy on ``chats_dir`` (else a folder of its own), or on ``store`` (a postgresql://
+    URL); in front of one upstream, or of several (a list of ports: one [[upstreams]] each)."""
     port = free_port()
+    several = upstream_port if isinstance(upstream_port, list) else []
     with tempfile.TemporaryDirectory() as scratch:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATPROXY_", "LM_STUDIO_URL", "CHATS_DIR"))}
         args = [
             "chatproxy.py", "--host", HOST, "--port", str(port),
-            "--lm-studio-url", f"http://{HOST}:{upstream_port}",
+            *(() if several else ("--lm-studio-url", f"http://{HOST}:{upstream_port}")),
             *(("--store", store) if store else ("--chats-dir", chats_dir or os.path.join(scratch, "chats"))),
-            *extra,
         ]
-        env["CHATPROXY_CONFIG"] = _bench_config(scratch)
+        env["CHATPROXY_CONFIG"] = _bench_config(scratch, several)
         with started(args, port, env) as process:
             yield port, process
 
@@ -126,11 +128,15 @@ def seed_server(seed: str, python: str, upstream_port: int, chats_dir: str) -> I
         yield port, process
 
 
-def _bench_config(scratch: str) -> str:
+def _bench_config(scratch: str, upstream_ports: list[int]) -> str:
     """Stop quickly when a benchmark ends; no background title requests (a new chat's first
-    reply has the model asked for a title: one more upstream request, not what is timed)."""
+    reply has the model asked for a title: one more upstream request, not what is timed);
+    the upstreams, when there are several."""
     path = os.path.join(scratch, "bench.toml")
-    Path(path).write_text("[shutdown]\ngrace = 1\n[chats]\nmodel_titles = false\n")
+    lines = ["[shutdown]", "grace = 1", "[chats]", "model_titles = false"]
+    for number, upstream_port in enumerate(upstream_ports):
+        lines += ["[[upstreams]]", f'name = "u{number}"', f'url = "http://{HOST}:{upstream_port}"']
+    Path(path).write_text("\n".join(lines) + "\n")
     return path
 
 

@@ -18,13 +18,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import Iterator
 
-from bench.common import HOST, completion_body, create_chats, free_port, http_stream, percentile, process_memory, started, table, turn_body
+from bench.common import HOST, chatproxy, completion_body, create_chats, fake_upstream_process, free_port, http_stream, percentile, process_memory, table, turn_body
 
 MODEL = "bench:tokens=1"
 COMPLETIONS = "/v1/chat/completions"
@@ -34,31 +32,14 @@ COMPLETIONS = "/v1/chat/completions"
 def fakes(count: int) -> Iterator[list[int]]:
     """``count`` fake upstreams, each listing MODEL."""
     with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            port = free_port()
-            stack.enter_context(started(["-m", "tests.fake_lmstudio", "--port", str(port), "--models", MODEL], port))
-            ports.append(port)
-        yield ports
+        yield [stack.enter_context(fake_upstream_process(MODEL))[0] for _ in range(count)]
 
 
 @contextmanager
 def chatproxy_over(upstream_ports: list[int]) -> Iterator[int]:
     """chatproxy with one [[upstreams]] table per port (one port: the upstream.url shorthand)."""
-    port = free_port()
-    with tempfile.TemporaryDirectory() as scratch:
-        lines = ["[shutdown]", "grace = 1"]
-        if len(upstream_ports) == 1:
-            lines += ["[upstream]", f'url = "http://{HOST}:{upstream_ports[0]}"']
-        for number, upstream_port in enumerate(upstream_ports):
-            if len(upstream_ports) > 1:
-                lines += ["[[upstreams]]", f'name = "u{number}"', f'url = "http://{HOST}:{upstream_port}"']
-        config = Path(scratch, "bench.toml")
-        config.write_text("\n".join(lines) + "\n")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATPROXY_", "LM_STUDIO_URL", "CHATS_DIR"))}
-        args = ["chatproxy.py", "--config", str(config), "--host", HOST, "--port", str(port), "--chats-dir", os.path.join(scratch, "chats")]
-        with started(args, port, env):
-            yield port
+    with chatproxy(upstream_ports[0] if len(upstream_ports) == 1 else upstream_ports) as (port, _):
+        yield port
 
 
 # -- one upstream against three ----------------------------------------------------------------

@@ -18,7 +18,7 @@ function lmStudioProblem(upstream) {
   if (upstream.state !== "up") {
     const why = upstream.error ? ` (${upstream.error.replace(/[.\s]+$/, "")})` : "";
     return ["unreachable", `LM Studio is not reachable${where}${why}. Start LM Studio and turn its local server on `
-      + "(Developer tab, or lms server start), or point chatproxy at it with lm_studio.url; then check again."];
+      + "(Developer tab, or lms server start), or point chatproxy at it with upstream.url (or --lm-studio-url); then check again."];
   }
   if (!(upstream.models || []).length) {
     return ["no-model", `LM Studio answers${where} but has no model loaded. Load one in LM Studio (or lms load MODEL), then check again.`];

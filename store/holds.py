@@ -2,11 +2,12 @@
 
 A chat is held through the ``flock`` on its ``.locks/<stem>.turn`` (turnfile.py), for a
 whole turn or change; the file's content is the journal of the turn. A turn goes:
-- begin: the journal names the turn, then the chat is marked running with it
-  (running.py) and its new message stored: one durable write;
-- journal: the reply so far replaces the journal's, about once a second, without fsync;
-- end: the reply journaled once more, then stored and the mark removed (one durable write),
-  then the journal cleared.
+- begin: the chat is marked running with the turn (running.py) and its new message stored:
+  one durable write; the journal is not touched;
+- journal: while the reply grows, about once a second, the reply so far replaces the
+  journal's, without fsync;
+- end: the reply stored and the mark removed (one durable write), then the journal cleared
+  if there is one; if that write fails, the reply goes to the journal for the next holder.
 A holder killed on the way leaves its journal and its chat marked running; the next holder
 (or recover() at start-up) settles the turn: the journaled reply stored as interrupted, the
 mark removed. It happens once: a journal whose turn the chat is no longer marked with (the

@@ -198,7 +198,7 @@ def _damaged(file_name: str, stat: os.stat_result, problem: str) -> dict:
     """A damaged file's entry in the recent views: its name, when it was written, what is wrong."""
     name = names.name_for(file_name)
     written = datetime.fromtimestamp(stat.st_mtime_ns / 1e9, timezone.utc).isoformat()
-    return {"id": name, "name": name, "model": None, "title": None, "updated_at": written, "pinned": False, "archived": False, "damaged": problem}
+    return {**listing.summary(name, {"updated_at": written}), "damaged": problem}
 
 
 def _read_entry(path: str, file_name: str, stat: os.stat_result) -> _Entry:

@@ -19,13 +19,13 @@ log = logging.getLogger("chatproxy.turn")
 
 
 class TurnRegistry:
-    def __init__(self, store, upstream, slots, metrics, titles: TitleWriter | None = None) -> None:
+    def __init__(self, store, upstream, slots, metrics, titles: TitleWriter) -> None:
         self.owner: str | None = None  # this process's address for other processes (turn marks)
         self._store = store
         self._upstream = upstream
         self._slots = slots  # enter(turn) refuses when full or closing; leave(turn); abort_all
         self._metrics = metrics
-        self.titles = titles or TitleWriter(store, upstream, enabled=False)
+        self.titles = titles
         self._by_chat: dict[str, deque[Turn]] = {}
 
     def start(self, name: str, plan: dict, *, detach: bool, route: str) -> Turn:

@@ -56,7 +56,7 @@ def error_event(message: str, kind: str) -> bytes:
 
 
 class Turn:
-    def __init__(self, name: str, plan: dict, *, detach: bool, owner: str | None, store, upstream, metrics, route: str, titles=None) -> None:
+    def __init__(self, name: str, plan: dict, *, detach: bool, owner: str | None, store, upstream, metrics, route: str, titles) -> None:
         self.id = f"{_ID_PREFIX}-{next(_ids)}"
         self.name = name
         self.plan = plan
@@ -139,7 +139,7 @@ class Turn:
                     await _settled(durable)  # a request that failed before it: the start's write ends first
                     problem = await self._commit()
                 self._end(problem)
-                if self._titles is not None and problem is None:
+                if problem is None:
                     self._titles.after_reply(self.name, chat, self._stored)
         except asyncio.CancelledError as error:
             self._fail(Stopped())
