@@ -42,6 +42,19 @@ async def streaming(page, text: str, timeout: float = 5_000) -> None:
     await expect(page.get_by_role("button", name="Stop", exact=True)).to_be_visible()
 
 
+async def asked_and_held(page, fake, question: str) -> None:
+    """The page asks; LM Studio holds its answer after "Partial answer", which the page shows."""
+    await send(page, question)
+    await streaming(page, "Partial answer")
+    await fake.wait_held()
+
+
+async def stopped_and_kept(tab, proxy: str, name: str, question: str) -> None:
+    """The page says the turn stopped; the part shown is what the chat keeps."""
+    await expect(tab.locator(".message.assistant .note")).to_have_text("Stopped. The part shown is kept.")
+    assert await stored(proxy, name) == [("user", question), ("assistant", "Partial answer")]
+
+
 def running_mark(page, name: str):
     return page.locator(f'#chat-list button[data-name="{name}"] .running')
 
@@ -71,18 +84,15 @@ async def test_the_turn_is_detached_and_stop_asks_the_server(proxy, fake, reques
     async with browser_page(proxy, request) as page:
         seen = requests_of(page)
         await new_chat(page, "halted")
-        await send(page, "Tell me everything")
-        await streaming(page, "Partial answer")
-        await fake.wait_held()
+        await asked_and_held(page, fake, "Tell me everything")
         put = next(body for method, path, body in seen if method == "PUT" and path == "/chat")
         assert json.loads(put)["detach"] is True
         await page.get_by_role("button", name="Stop", exact=True).click()
         assert await fake.wait_closed() == 1
-        await expect(page.locator(".message.assistant .note")).to_have_text("Stopped. The part shown is kept.")
+        await stopped_and_kept(page, proxy, "halted", "Tell me everything")
         await expect(page.locator(".message.assistant .stats")).to_contain_text("interrupted")  # as stored
         await expect(page.get_by_role("button", name="Regenerate")).to_be_enabled()
         assert [json.loads(body) for method, path, body in seen if path == "/chat/stop"] == [{"name": "halted"}]
-        assert await stored(proxy, "halted") == [("user", "Tell me everything"), ("assistant", "Partial answer")]
 
 
 @pytest.mark.gen_test(timeout=90)
@@ -90,9 +100,7 @@ async def test_a_reload_mid_answer_shows_the_answer_going_on(proxy, fake, reques
     release = held_reply(fake)
     async with browser_page(proxy, request) as page:
         await new_chat(page, "reloaded")
-        await send(page, "Question")
-        await streaming(page, "Partial answer")
-        await fake.wait_held()
+        await asked_and_held(page, fake, "Question")
         seen = requests_of(page)
         await page.reload()
         await expect(page.locator("#chat-title")).to_have_text("reloaded")
@@ -109,9 +117,7 @@ async def test_switching_to_another_chat_and_back_joins_the_answer_again(proxy, 
     async with browser_page(proxy, request) as page:
         await new_chat(page, "elsewhere")
         await new_chat(page, "long")
-        await send(page, "Question")
-        await streaming(page, "Partial answer")
-        await fake.wait_held()
+        await asked_and_held(page, fake, "Question")
         await page.locator('#chat-list button[data-name="elsewhere"]').click()
         await expect(page.locator("#chat-title")).to_have_text("elsewhere")
         await expect(page.locator(".message")).to_have_count(0)
@@ -130,9 +136,7 @@ async def test_a_stream_the_server_drops_is_joined_again_without_a_gap_or_a_repe
     async with browser_page(proxy, request) as page:
         seen = requests_of(page)
         await new_chat(page, "joined")
-        await send(page, "Question")
-        await streaming(page, "Partial answer")
-        await fake.wait_held()
+        await asked_and_held(page, fake, "Question")
         # The server cuts the page off as it cuts off a client that stopped reading
         # (handlers/watch.py): the connection closes in the middle of the stream.
         turn = services.turns.current("joined")
@@ -158,9 +162,7 @@ async def test_a_turn_started_in_another_tab_shows_up_and_can_be_watched_and_sto
         other_tab = await page.context.new_page()
         await other_tab.goto(f"{proxy}/#/chat/shared")
         await expect(other_tab.locator("#chat-title")).to_have_text("shared")
-        await send(other_tab, "From the other tab")
-        await streaming(other_tab, "Partial answer")
-        await fake.wait_held()
+        await asked_and_held(other_tab, fake, "From the other tab")
         await expect(running_mark(page, "shared")).to_have_text("answering…", timeout=15_000)  # its next look
         await expect(running_mark(page, "mine")).to_have_count(0)
         await page.locator('#chat-list button[data-name="shared"]').click()
@@ -168,10 +170,9 @@ async def test_a_turn_started_in_another_tab_shows_up_and_can_be_watched_and_sto
         await page.keyboard.press("Escape")
         assert await fake.wait_closed() == 1
         for tab in (page, other_tab):
-            await expect(tab.locator(".message.assistant .note")).to_have_text("Stopped. The part shown is kept.")
+            await stopped_and_kept(tab, proxy, "shared", "From the other tab")
             await expect(tab.get_by_role("button", name="Send")).to_be_visible()
         await expect(running_mark(page, "shared")).to_have_count(0)
-        assert await stored(proxy, "shared") == [("user", "From the other tab"), ("assistant", "Partial answer")]
 
 
 @pytest.mark.gen_test(timeout=90)

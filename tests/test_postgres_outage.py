@@ -27,15 +27,6 @@ def store_url(own_postgres_server):
     own_postgres_server.drop_database(name)
 
 
-def content_of(result) -> str:
-    return "".join(
-        choice.get("delta", {}).get("content") or ""
-        for data in result.data
-        if data != "[DONE]" and '"choices"' in data
-        for choice in json.loads(data)["choices"]
-    )
-
-
 async def answers_again(proxy) -> bool:
     return (await call(proxy, "GET", "/chats")).status == 200
 
@@ -48,7 +39,7 @@ async def away_mid_turn(proxy, server, fake, tokens: list[str]) -> tuple[asyncio
     await create_chat(proxy, "demo")
     received: list = []
     reading = asyncio.ensure_future(stream(proxy, "/chat", {"name": "demo", "message": HI}, stop=lambda r: received.append(r) and False, timeout=60))
-    await wait_for(lambda: received and content_of(received[-1]) == tokens[0], what="the first word (the turn's start is stored)")
+    await wait_for(lambda: received and received[-1].content() == tokens[0], what="the first word (the turn's start is stored)")
     server.halt()
     release.set()
     return reading, received
@@ -79,7 +70,7 @@ async def test_chat_routes_answer_503_with_retry_after_and_health_says_why_until
 @pytest.mark.gen_test(timeout=90)
 async def test_a_running_stream_finishes_and_its_reply_is_stored_when_the_database_is_back(proxy, own_postgres_server, fake):
     reading, received = await away_mid_turn(proxy, own_postgres_server, fake, ["one ", "two ", "three"])
-    await wait_for(lambda: received and content_of(received[-1]) == "one two three", timeout=20, what="the whole reply relayed")
+    await wait_for(lambda: received and received[-1].content() == "one two three", timeout=20, what="the whole reply relayed")
     assert "[DONE]" not in received[-1].data  # held back until the reply is stored
     own_postgres_server.resume()
     result = await asyncio.wait_for(reading, 60)
@@ -94,6 +85,6 @@ async def test_a_stream_whose_reply_cannot_be_stored_in_time_ends_with_the_stora
     monkeypatch.setattr(engine, "COMMIT_RETRY_S", 1.0)
     reading, _ = await away_mid_turn(proxy, own_postgres_server, fake, ["one ", "two"])
     result = await reading
-    assert content_of(result) == "one two"
+    assert result.content() == "one two"
     last = json.loads(result.data[-1])["error"]
     assert last["type"] == "storage" and "PostgreSQL" in last["message"]
