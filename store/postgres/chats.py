@@ -35,14 +35,20 @@ async def branches(conn: psycopg.AsyncConnection, name: str) -> list[dict]:
     return history.branches(await rows.read(conn, name))
 
 
-async def listing(conn: psycopg.AsyncConnection, order: str = BY_NAME, archived: str = HIDE_ARCHIVED) -> list[dict]:
+# The chats whose turn is live: its holder's lease has not expired.
+_LIVE_TURNS = "SELECT t.chat_id FROM turns t JOIN leases l ON l.epoch = t.epoch AND l.expires_at > now()"
+
+
+async def listing(
+    conn: psycopg.AsyncConnection, order: str = BY_NAME, archived: str = HIDE_ARCHIVED, running: set[int] | None = None
+) -> list[dict]:
     """A view of the listing, by the folder's rules (store/listing.py): by name as the folder
     sorts them (by code point, read in that order from an index), or by recent activity;
-    ``"running": true`` for a chat whose turn is live."""
-    cursor = await conn.execute(
-        "SELECT t.chat_id FROM turns t JOIN leases l ON l.epoch = t.epoch AND l.expires_at > now()"
-    )
-    running = {row[0] for row in await cursor.fetchall()}
+    ``"running": true`` for a chat whose turn is live (``running``: their ids, when the
+    caller has them from ``listing_state``)."""
+    if running is None:
+        cursor = await conn.execute(_LIVE_TURNS)
+        running = {row[0] for row in await cursor.fetchall()}
     cursor = await conn.execute(f'SELECT id, {SUMMARY_COLUMNS} FROM chats ORDER BY name COLLATE "C", stem')
     entries = []
     for chat_id, *columns in await cursor.fetchall():
@@ -60,8 +66,8 @@ async def listing_state(conn: psycopg.AsyncConnection) -> tuple:
     versions, which every change moves: ids only grow, versions only grow) and whose turns
     are live. A listing read after this was taken is at least as new."""
     cursor = await conn.execute(
-        "SELECT count(*), sum(id), sum(version), (SELECT array_agg(t.chat_id ORDER BY t.chat_id)"
-        " FROM turns t JOIN leases l ON l.epoch = t.epoch AND l.expires_at > now()) FROM chats"
+        "SELECT count(*), sum(id), sum(version),"
+        f" (SELECT array_agg(live.chat_id ORDER BY live.chat_id) FROM ({_LIVE_TURNS}) live) FROM chats"
     )
     return tuple(await cursor.fetchone())
 

@@ -139,13 +139,17 @@ class PostgresStore(Store):
     async def list_chats_json(self, order: str = BY_NAME, archived: str = HIDE_ARCHIVED) -> bytes:
         """Each view kept, encoded, while the database says nothing it shows has changed
         (chats.listing_state: a query of a few milliseconds against reading 50,000 chats)."""
-        state = await self._call(chats.listing_state)
-        kept = self._listings.get((order, archived))
-        if kept is not None and kept[0] == state:
-            return kept[1]
-        encoded = jsonbytes.dumps(await self._call(chats.listing, order, archived))
-        self._listings[(order, archived)] = (state, encoded)
-        return encoded
+
+        async def read(conn: psycopg.AsyncConnection) -> bytes:
+            state = await chats.listing_state(conn)
+            kept = self._listings.get((order, archived))
+            if kept is not None and kept[0] == state:
+                return kept[1]
+            encoded = jsonbytes.dumps(await chats.listing(conn, order, archived, set(state[3] or ())))
+            self._listings[(order, archived)] = (state, encoded)
+            return encoded
+
+        return await self._call(read)
 
     async def get(self, name: str) -> dict:
         return await self._call(chats.get, name)
