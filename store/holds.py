@@ -118,13 +118,8 @@ class Holds:
         """``ready`` gets the changed chat before it is written (its caller asks LM Studio
         meanwhile); returning means it is durable."""
         turn_file = self._held_file(name)
-
-        def begin(chat: dict) -> None:
-            running.begin(chat, plan, turn)
-            ready(dict(chat))  # a copy: the write below still sets updated_at
-
         try:
-            self._folder.update(name, begin)
+            self._folder.update(name, running.beginning(plan, turn, ready))
         except StoreError:
             # Nothing began. (Had the folder's fsync failed after the rename, the chat is
             # marked by a turn that is not live: never shown, settled by the next holder.)

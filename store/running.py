@@ -11,6 +11,8 @@ chat that has no title yet (titles.py).
 
 from __future__ import annotations
 
+from typing import Callable
+
 from . import history, titles
 
 MARKER = "running_turn"
@@ -26,6 +28,19 @@ def begin(chat: dict, plan: dict, turn: dict) -> None:
     history.apply_plan(chat, plan)
     titles.name_from_first_message(chat)
     chat[MARKER] = turn
+
+
+def beginning(plan: dict, turn: dict, ready: Callable[[dict], None] | None = None) -> Callable[[dict], dict]:
+    """The change that begins a turn, for an engine's update: ``ready`` gets the changed
+    chat (a copy: the write that follows still sets updated_at) before it is written."""
+
+    def change(chat: dict) -> dict:
+        begin(chat, plan, turn)
+        if ready is not None:
+            ready(dict(chat))
+        return chat
+
+    return change
 
 
 def end(chat: dict, turn: object, reply: dict | None) -> bool:

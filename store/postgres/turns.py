@@ -102,16 +102,9 @@ async def begin_turn(
     {"regenerate": True}), mark the chat running ``turn`` (a dict with "id"), commit.
     Returns the changed chat, ``running_turn`` included; ``ready`` gets it (a copy)
     before it is written."""
-
-    def begin(chat: dict) -> dict:
-        running.begin(chat, plan, turn)
-        if ready is not None:
-            ready(dict(chat))  # a copy: the write still sets updated_at
-        return chat
-
     async with conn.pipeline(), conn.transaction():
         await _fence(conn, lease)
-        chat_id, chat = await rows.change(conn, name, begin)
+        chat_id, chat = await rows.change(conn, name, running.beginning(plan, turn, ready))
         await conn.execute(
             "INSERT INTO turns (chat_id, turn_id, turn, epoch) VALUES (%s, %s, %s::json, %s)",
             (chat_id, str(turn["id"]), encode(turn), lease.epoch),
