@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator, Callable, TypeVar
 from . import names, running
 from .engine import Store
 from .folder import ChatFolder
-from .holds import Holds
+from .holds import Holds, TurnFileMissing
 from .listing import BY_NAME, HIDE_ARCHIVED
 from .locks import KeyedLocks
 
@@ -113,13 +113,17 @@ class ChatStore(Store):
     @asynccontextmanager
     async def _held(self, name: str) -> AsyncIterator[None]:
         """Through the flock of the chat's turn file (holds.py)."""
-        if not self._holds.has_turn_file(name):
-            # Made on the pool: making a file waits for the filesystem's journal, which
-            # the pool's fsyncs keep busy; the loop only opens files that are there.
-            await self._run(self._holds.make_turn_file, name)
         delay = FIRST_RETRY_S
-        while not self._holds.take(name):  # never waits on the loop: another process holds it
-            await asyncio.sleep(delay)
+        while True:
+            try:
+                if self._holds.take(name, make=False):  # never waits on the loop
+                    break
+            except TurnFileMissing:
+                # Made on the pool: making a file waits for the filesystem's journal, which
+                # the pool's fsyncs keep busy; the loop only opens files that are there.
+                await self._run(self._holds.make_turn_file, name)
+                continue
+            await asyncio.sleep(delay)  # another process holds it
             delay = min(2 * delay, LAST_RETRY_S)
         try:
             if self._holds.needs_settling(name):

@@ -138,9 +138,13 @@ def file_lock(
         os.close(fd)  # closing the descriptor releases the flock
 
 
-def open_locked(lock_path: str | os.PathLike, blocking: bool = True, recreate_folder: Callable[[], None] | None = None) -> int | None:
+def open_locked(
+    lock_path: str | os.PathLike, blocking: bool = True, recreate_folder: Callable[[], None] | None = None, make: bool = True
+) -> int | None:
     """``lock_path`` opened (made if missing) and ``flock``ed exclusively: its descriptor,
     which releases the lock when closed; None if it is held and ``blocking`` is false.
+    With ``make`` false a missing file is FileNotFoundError (``make_file`` it on the pool:
+    making a file waits for the filesystem's journal).
 
     A lock file may be unlinked by its holder (when its chat is deleted); a waiter that then
     gets the lock on the unlinked inode must not trust it, so it checks the inode is still
@@ -148,14 +152,7 @@ def open_locked(lock_path: str | os.PathLike, blocking: bool = True, recreate_fo
     a sync or a backup tool cleared the chats folder), ``recreate_folder`` makes it again.
     """
     while True:
-        try:
-            fd = _open_or_make(lock_path)
-        except FileNotFoundError:
-            if recreate_folder is None:
-                raise
-            recreate_folder()
-            recreate_folder = None  # once: a second miss is a real fault
-            continue
+        fd = _made(lock_path, recreate_folder) if make else os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except OSError as error:
@@ -166,6 +163,22 @@ def open_locked(lock_path: str | os.PathLike, blocking: bool = True, recreate_fo
         if is_at_path(fd, lock_path):
             return fd
         os.close(fd)
+
+
+def make_file(path: str | os.PathLike, recreate_folder: Callable[[], None] | None = None) -> None:
+    """``path`` made if missing (and its folder, with ``recreate_folder``)."""
+    os.close(_made(path, recreate_folder))
+
+
+def _made(path: str | os.PathLike, recreate_folder: Callable[[], None] | None) -> int:
+    """``path`` opened, made if missing; its folder made again once if that is missing too."""
+    try:
+        return _open_or_make(path)
+    except FileNotFoundError:
+        if recreate_folder is None:
+            raise
+        recreate_folder()
+        return _open_or_make(path)  # once: a second miss is a real fault
 
 
 def _open_or_make(path: str | os.PathLike) -> int:

@@ -35,6 +35,10 @@ from .turnfile import SUFFIX, TurnFile
 log = logging.getLogger("chatproxy.store")
 
 
+class TurnFileMissing(Exception):
+    """The chat has no turn file yet (Holds.take with ``make`` false)."""
+
+
 class Holds:
     def __init__(self, folder: ChatFolder) -> None:
         self._folder = folder
@@ -42,28 +46,26 @@ class Holds:
 
     # -- holding ---------------------------------------------------------------------------
 
-    def take(self, name: str) -> bool:
-        """Hold the chat if nobody does (this call never waits); whether it was had."""
+    def take(self, name: str, make: bool = True) -> bool:
+        """Hold the chat if nobody does (this call never waits); whether it was had. With
+        ``make`` false the turn file is not made: TurnFileMissing (make_turn_file, on the pool)."""
         stem = names.stem_for(name)
         with storage_errors(f"holding chat '{name}'"):
-            turn_file = TurnFile.take(self._turn_path(stem), self._folder.recreate_folder)
+            try:
+                turn_file = TurnFile.take(self._turn_path(stem), self._folder.recreate_folder, make)
+            except FileNotFoundError:
+                if make:
+                    raise
+                raise TurnFileMissing(name) from None
         if turn_file is None:
             return False
         self._held[stem] = turn_file
         return True
 
-    def has_turn_file(self, name: str) -> bool:
-        return os.path.exists(self._turn_path(names.stem_for(name)))
-
     def make_turn_file(self, name: str) -> None:
         """The chat's turn file, made if missing (and the folders with it, if cleared)."""
-        path = self._turn_path(names.stem_for(name))
         with storage_errors(f"holding chat '{name}'"):
-            try:
-                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644))
-            except FileNotFoundError:
-                self._folder.recreate_folder()
-                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644))
+            files.make_file(self._turn_path(names.stem_for(name)), self._folder.recreate_folder)
 
     def needs_settling(self, name: str) -> bool:
         """Whether the held chat may hold a turn a stopped holder left (see settle)."""

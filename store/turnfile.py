@@ -49,9 +49,10 @@ class TurnFile:
         self._using_fd = threading.Lock()
 
     @classmethod
-    def take(cls, path: str, recreate_folder: Callable[[], None] | None = None) -> TurnFile | None:
-        """The file, held; None when another holds it (this call never waits)."""
-        fd = files.open_locked(path, blocking=False, recreate_folder=recreate_folder)
+    def take(cls, path: str, recreate_folder: Callable[[], None] | None = None, make: bool = True) -> TurnFile | None:
+        """The file, held; None when another holds it (this call never waits). With ``make``
+        false, a missing file is FileNotFoundError."""
+        fd = files.open_locked(path, blocking=False, recreate_folder=recreate_folder, make=make)
         return cls(fd, path) if fd is not None else None
 
     def has_journal(self) -> bool:
