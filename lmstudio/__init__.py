@@ -8,7 +8,7 @@ Nothing here knows a route or a chat.
 """
 
 from .call import UpstreamCall
-from .errors import ClientGone, UpstreamError, error_detail, error_message_from_body
+from .errors import ClientGone, UpstreamError, error_message_from_body
 from .http import UpstreamHTTPClient
 from .prompt import Fit, PromptTooLong, estimate_tokens, fit_messages, reply_room
 from .reply import ReplyCollector
@@ -25,7 +25,6 @@ __all__ = [
     "UpstreamError",
     "UpstreamHTTPClient",
     "Upstreams",
-    "error_detail",
     "error_message_from_body",
     "estimate_tokens",
     "fit_messages",

@@ -19,7 +19,7 @@ from typing import Awaitable, Callable
 from tornado.httputil import HTTPHeaders
 
 from .client import Attempt
-from .errors import UpstreamError, error_detail, error_message_from_body
+from .errors import UpstreamError, error_message_from_body, http_error
 from .upstream import Upstream
 
 
@@ -99,11 +99,11 @@ class UpstreamCall:
         """The error for a head that is not the 200 event stream asked for, with the
         upstream's own sentence, type and figures (read from its body)."""
         body = await self.read_body()
-        detail = error_message_from_body(body)
         if status == 200:  # LM Studio answers unknown routes with 200 and an error body
             content_type = headers.get("Content-Type") or "no content type"
+            detail = error_message_from_body(body)
             return UpstreamError(502, f"{self.who} did not answer with an event stream ({content_type}): {detail}", "not_a_stream")
-        return UpstreamError(status if status >= 400 else 502, f"{self.who} answered {status}: {detail}", "http_error", error_detail(body))
+        return http_error(self.who, status, body, status if status >= 400 else 502)
 
     # -- trying each target ----------------------------------------------------------------
 
@@ -165,8 +165,7 @@ class UpstreamCall:
         if self._abort_reason is not None:
             self._fail(self._abort_reason)
             return
-        detail = error_message_from_body(body)
-        self._failed_before_head(attempt.upstream, UpstreamError(502, f"{attempt.upstream.who} answered {status}: {detail}", "http_error"))
+        self._failed_before_head(attempt.upstream, http_error(attempt.upstream.who, status, body))
 
     def _failed_before_head(self, upstream: Upstream, error: BaseException) -> None:
         if not isinstance(error, UpstreamError):

@@ -13,29 +13,23 @@ _TAG = re.compile(r"<[^>]*>")
 
 
 class UpstreamError(Exception):
-    """A failed call to an upstream: ``status`` to answer with, ``kind`` for logs and metrics,
-    ``detail`` the upstream's own error object when it sent one."""
+    """A failed call to an upstream: ``status`` to answer with, ``kind`` for logs and metrics."""
 
-    def __init__(self, status: int, message: str, kind: str, detail: dict | None = None) -> None:
+    def __init__(self, status: int, message: str, kind: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.kind = kind
-        self.detail = detail
 
 
 class ClientGone(Exception):
     """The client hung up; the upstream request was ended so the upstream stops generating."""
 
 
-def error_detail(body: bytes) -> dict | None:
-    """The error object of an OpenAI-style error body, or None."""
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return None
-    error = parsed.get("error") if isinstance(parsed, dict) else None
-    return error if isinstance(error, dict) else None
+def http_error(who: str, status: int, body: bytes, answer_with: int = 502) -> UpstreamError:
+    """An upstream's error answer (``status`` and its ``body``), as the error chatproxy
+    answers with (``answer_with``): "WHO answered STATUS: its sentence (its facts)"."""
+    return UpstreamError(answer_with, f"{who} answered {status}: {error_message_from_body(body)}", "http_error")
 
 
 def error_message_from_body(body: bytes) -> str:

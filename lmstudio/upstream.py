@@ -17,7 +17,7 @@ from tornado.httpclient import AsyncHTTPClient
 from . import catalog
 from .catalog import Catalog, NotThisKind
 from .client import Attempt
-from .errors import UpstreamError, error_message_from_body
+from .errors import UpstreamError, http_error
 
 log = logging.getLogger("chatproxy.upstream")
 
@@ -120,7 +120,7 @@ class Upstream:
         if status in (404, 405, 501):
             raise NotThisKind(f"answered {status}")
         if status != 200:
-            raise UpstreamError(502, f"{self.who} answered {status}: {error_message_from_body(body)}", "http_error")
+            raise http_error(self.who, status, body)
         return parse(body)
 
     async def count_tokens(self, text: str) -> int:
