@@ -29,7 +29,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from store import chatfile
+from store import ChatNotFound, chatfile, history, names
+from store.postgres import chats, rows, turns
 from store.postgres.connection import connect
 from store.postgres.engine import PostgresStore
 from store.postgres.migrate import migrations
@@ -55,6 +56,43 @@ def new_chat(*contents: str, model: str = "m") -> dict:
     chat = chatfile.new_chat(model, 0.7, -1)
     chat["messages"] = [{"role": ("user", "assistant")[i % 2], "content": c} for i, c in enumerate(contents)]
     return chat
+
+
+# The changes the API makes, on one connection, for the engine's SQL tests (the server makes
+# them through PostgresStore and store/engine.py).
+
+
+async def append(conn, name: str, messages: list[dict]) -> None:
+    """Add messages after the last without reading the chat, as a turn does."""
+    async with conn.transaction():
+        cursor = await conn.execute("SELECT id FROM chats WHERE stem = %s FOR UPDATE", (names.stem_for(name),))
+        row = await cursor.fetchone()
+        if row is None:
+            raise ChatNotFound(name)
+        await rows.append(conn, row[0], messages)
+
+
+async def edit_message(conn, name: str, index: int, content: str) -> dict:
+    return await chats.change(conn, name, chatfile.changed_by(history.edit, index, content))
+
+
+async def switch_branch(conn, name: str, index: int, alternative: int) -> dict:
+    return await chats.change(conn, name, chatfile.changed_by(history.switch, index, alternative))
+
+
+async def update_settings(conn, name: str, changes: dict) -> dict:
+    """Set the given keys; a None value removes the key (e.g. clears the system prompt)."""
+    return await chats.change(conn, name, chatfile.changed_by(chatfile.apply_settings, changes))
+
+
+async def remove_message(conn, name: str, index: int) -> dict:
+    """Remove the message at ``index``; returns it."""
+    return await chats.change(conn, name, lambda chat: history.remove(chat, index))
+
+
+async def journal_turn(conn, name: str, turn_id: object, reply: dict) -> bool:
+    """One turn's reply so far (turns.journal_turns); False if the turn is no longer running."""
+    return await turns.journal_turns(conn, {(names.stem_for(name), str(turn_id)): reply}) == 1
 
 
 def without_stamp(chat: dict) -> dict:

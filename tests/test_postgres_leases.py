@@ -12,7 +12,7 @@ import pytest
 from store import ChatNotFound, StoreError, history, running
 from store.postgres import chats, turns
 from store.postgres.connection import connect
-from tests.postgres import new_chat, without_stamp
+from tests.postgres import journal_turn, new_chat, without_stamp
 
 USER = {"role": "user", "content": "question"}
 LONG = 60.0
@@ -58,13 +58,13 @@ async def test_a_turn_begins_shows_as_running_and_ends_with_its_reply(pg_conn):
     assert started["messages"] == [USER] and started["running_turn"] == turn_of(1)
     assert await chats.get(pg_conn, "c") == started
     assert (await chats.listing(pg_conn))[0]["running"] is True
-    assert await turns.journal_turn(pg_conn, "c", "turn-1", {"role": "assistant", "content": "so f"})
+    assert await journal_turn(pg_conn, "c", "turn-1", {"role": "assistant", "content": "so f"})
     await turns.end_turn(pg_conn, lease, "c", "turn-1", {"role": "assistant", "content": "so far, whole"})
     await turns.release_lease(pg_conn, lease)
     chat = await chats.get(pg_conn, "c")
     assert contents(chat) == ["question", "so far, whole"] and "running_turn" not in chat
     assert "running" not in (await chats.listing(pg_conn))[0]
-    assert not await turns.journal_turn(pg_conn, "c", "turn-1", {"content": "late"})
+    assert not await journal_turn(pg_conn, "c", "turn-1", {"content": "late"})
 
 
 @pytest.mark.gen_test
@@ -88,7 +88,7 @@ async def test_a_stale_holder_is_fenced_out_and_its_turn_finished_from_the_journ
     await chats.create(pg_conn, "c", new_chat())
     stale = await turns.take_lease(pg_conn, "c", "A", 0)  # A stops renewing: expired at once
     await turns.begin_turn(pg_conn, stale, "c", {"append": USER}, turn_of(1))
-    await turns.journal_turn(pg_conn, "c", "turn-1", {"role": "assistant", "content": "partial"})
+    await journal_turn(pg_conn, "c", "turn-1", {"role": "assistant", "content": "partial"})
     assert "running_turn" not in await chats.get(pg_conn, "c")  # its lease is no longer live
     taker = await turns.take_lease(pg_conn, "c", "B", LONG)
     assert taker is not None and taker.epoch > stale.epoch
@@ -98,7 +98,7 @@ async def test_a_stale_holder_is_fenced_out_and_its_turn_finished_from_the_journ
         await turns.end_turn(pg_conn, stale, "c", "turn-1", {"role": "assistant", "content": "too late"})
     with pytest.raises(turns.LeaseLost):
         await turns.begin_turn(pg_conn, stale, "c", {"append": USER}, turn_of(2))
-    assert not await turns.journal_turn(pg_conn, "c", "turn-1", {"content": "too late"})
+    assert not await journal_turn(pg_conn, "c", "turn-1", {"content": "too late"})
     assert not await turns.renew_leases(pg_conn, [stale.epoch], LONG)
     assert await chats.get(pg_conn, "c") == finished
     started = await turns.begin_turn(pg_conn, taker, "c", {"append": USER}, turn_of(3))  # takes new turns
@@ -111,7 +111,7 @@ async def test_recover_finishes_turns_of_dead_instances_and_leaves_live_ones(pg_
         await chats.create(pg_conn, name, new_chat())
     dead = await turns.take_lease(pg_conn, "dead", "A", 0)
     await turns.begin_turn(pg_conn, dead, "dead", {"append": USER}, turn_of(1))
-    await turns.journal_turn(pg_conn, "dead", "turn-1", {"role": "assistant", "content": "half"})
+    await journal_turn(pg_conn, "dead", "turn-1", {"role": "assistant", "content": "half"})
     silent = await turns.take_lease(pg_conn, "dead before a word", "A", 0)
     await turns.begin_turn(pg_conn, silent, "dead before a word", {"append": USER}, turn_of(2))
     alive = await turns.take_lease(pg_conn, "alive", "C", LONG)
@@ -131,7 +131,7 @@ async def test_a_chat_deleted_during_its_turn(pg_conn):
     lease = await turns.take_lease(pg_conn, "c", "A", LONG)
     await turns.begin_turn(pg_conn, lease, "c", {"append": USER}, turn_of(1))
     await chats.delete(pg_conn, "c")
-    assert not await turns.journal_turn(pg_conn, "c", "turn-1", {"content": "x"})
+    assert not await journal_turn(pg_conn, "c", "turn-1", {"content": "x"})
     with pytest.raises(ChatNotFound):
         await turns.end_turn(pg_conn, lease, "c", "turn-1", {"role": "assistant", "content": "x"})
     with pytest.raises(ChatNotFound):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from store import ChatNotFound, StoreError, chatfile, history, running
 from store.postgres import chats, turns
-from tests.postgres import without_stamp
+from tests.postgres import append, edit_message, remove_message, switch_branch, update_settings, without_stamp
 
 REPLY = {"role": "assistant", "content": "new reply"}
 
@@ -73,15 +73,15 @@ def by_the_rules(chat: dict, step: tuple) -> None:
 
 async def by_sql(conn, name: str, step: tuple, number: int) -> None:
     if step[0] == "edit":
-        await chats.edit_message(conn, name, step[1], step[2])
+        await edit_message(conn, name, step[1], step[2])
     elif step[0] == "switch":
-        await chats.switch_branch(conn, name, step[1], step[2])
+        await switch_branch(conn, name, step[1], step[2])
     elif step[0] == "remove":
-        await chats.remove_message(conn, name, step[1])
+        await remove_message(conn, name, step[1])
     elif step[0] == "settings":
-        await chats.update_settings(conn, name, step[1])
+        await update_settings(conn, name, step[1])
     elif step[0] == "append":
-        await chats.append(conn, name, [step[1]])
+        await append(conn, name, [step[1]])
     else:
         lease = await turns.take_lease(conn, name, "tests", 60)
         try:

@@ -7,7 +7,7 @@ import pytest
 
 from store.postgres import chats
 from store.postgres.search import MASK_BITS, search
-from tests.postgres import new_chat
+from tests.postgres import edit_message, new_chat, update_settings
 
 SENTENCE = "这是一个关于人工智能的很长的句子，我们讨论机器学习的发展历史。"
 
@@ -34,9 +34,9 @@ async def test_names_and_contents_ranked_with_a_snippet_every_word_the_last_a_pr
 @pytest.mark.gen_test
 async def test_every_branch_and_the_system_prompt_are_searched_and_changes_seen_at_once(pg_conn):
     await chats.create(pg_conn, "c", new_chat("the zebra question", "answer"))
-    await chats.edit_message(pg_conn, "c", 0, "an edited question")  # the zebra is in an alternative now
+    await edit_message(pg_conn, "c", 0, "an edited question")  # the zebra is in an alternative now
     assert await names_found(pg_conn, "zebra") == ["c"]
-    await chats.update_settings(pg_conn, "c", {"system_prompt": "Speak like a pirate"})
+    await update_settings(pg_conn, "c", {"system_prompt": "Speak like a pirate"})
     assert await names_found(pg_conn, "pirate") == ["c"]
     await chats.rename(pg_conn, "c", "renamed")
     assert await names_found(pg_conn, "zebra") == ["renamed"]

@@ -13,7 +13,7 @@ from store import ChatExists, ChatNotFound, InvalidChatName, InvalidChatValue, M
 from store.postgres import chats
 from store.postgres.connection import connect
 from store.postgres.migrate import migrate, migrations
-from tests.postgres import new_chat
+from tests.postgres import append, edit_message, new_chat, remove_message, switch_branch, update_settings
 
 NAMES = ["plain", "C++/Rust?", "notes: 1/2", ".hidden", "50% off", "a_b", "emoji 😀", "人工智能", "nul\x00inside", "back\\slash"]
 
@@ -77,7 +77,7 @@ async def test_names_are_refused_and_missing_chats_reported_as_on_the_folder(pg_
     with pytest.raises(ChatNotFound):
         await chats.delete(pg_conn, "missing")
     with pytest.raises(ChatNotFound):
-        await chats.edit_message(pg_conn, "missing", 0, "x")
+        await edit_message(pg_conn, "missing", 0, "x")
     assert await chats.count(pg_conn) == 1
 
 
@@ -96,7 +96,7 @@ async def test_a_chat_of_any_shape_and_text_comes_back_equal(pg_conn):
 @pytest.mark.gen_test
 async def test_rename_moves_everything_and_refuses_a_taken_name(pg_conn):
     await chats.create(pg_conn, "old", new_chat("q", "a"))
-    await chats.edit_message(pg_conn, "old", 0, "q2")
+    await edit_message(pg_conn, "old", 0, "q2")
     before = await chats.get(pg_conn, "old")
     await chats.create(pg_conn, "other", new_chat())
     with pytest.raises(ChatExists):
@@ -113,7 +113,7 @@ async def test_rename_moves_everything_and_refuses_a_taken_name(pg_conn):
 @pytest.mark.gen_test
 async def test_delete_takes_every_row_of_the_chat_with_it(pg_conn):
     await chats.create(pg_conn, "doomed", new_chat("q", "a"))
-    await chats.edit_message(pg_conn, "doomed", 1, "a2")  # a branch row too
+    await edit_message(pg_conn, "doomed", 1, "a2")  # a branch row too
     await chats.create(pg_conn, "kept", new_chat("q"))
     await chats.delete(pg_conn, "doomed")
     assert (await rows_of(pg_conn, "messages"), await rows_of(pg_conn, "branches")) == (1, 0)
@@ -146,9 +146,9 @@ async def test_export_lines_are_the_chats_in_the_order_asked(pg_conn):
 @pytest.mark.gen_test
 async def test_settings_set_and_remove_keys(pg_conn):
     await chats.create(pg_conn, "c", new_chat())
-    changed = await chats.update_settings(pg_conn, "c", {"model": "other", "system_prompt": "Be brief", "temperature": 0.2})
+    changed = await update_settings(pg_conn, "c", {"model": "other", "system_prompt": "Be brief", "temperature": 0.2})
     assert await chats.get(pg_conn, "c") == changed and changed["model"] == "other"
-    await chats.update_settings(pg_conn, "c", {"system_prompt": None})
+    await update_settings(pg_conn, "c", {"system_prompt": None})
     assert "system_prompt" not in await chats.get(pg_conn, "c")
     assert (await chats.listing(pg_conn))[0]["model"] == "other"
 
@@ -156,21 +156,21 @@ async def test_settings_set_and_remove_keys(pg_conn):
 @pytest.mark.gen_test
 async def test_remove_message_answers_and_refuses_as_the_folder(pg_conn):
     await chats.create(pg_conn, "c", new_chat("q1", "a1", "q2"))
-    assert await chats.remove_message(pg_conn, "c", 1) == {"role": "assistant", "content": "a1"}
+    assert await remove_message(pg_conn, "c", 1) == {"role": "assistant", "content": "a1"}
     assert [m["content"] for m in (await chats.get(pg_conn, "c"))["messages"]] == ["q1", "q2"]
     with pytest.raises(MessageIndexError):
-        await chats.remove_message(pg_conn, "c", 2)
+        await remove_message(pg_conn, "c", 2)
     with pytest.raises(InvalidChatValue):
-        await chats.switch_branch(pg_conn, "c", 0, 0)
+        await switch_branch(pg_conn, "c", 0, 0)
 
 
 @pytest.mark.gen_test
 async def test_edit_and_switch_keep_every_branch(pg_conn):
     await chats.create(pg_conn, "c", new_chat("q1", "a1", "q2", "a2"))
-    edited = await chats.edit_message(pg_conn, "c", 2, "q2 fixed")
+    edited = await edit_message(pg_conn, "c", 2, "q2 fixed")
     assert [m["content"] for m in edited["messages"]] == ["q1", "a1", "q2 fixed", "a2"]
-    assert await chats.branches(pg_conn, "c") == history.branches(edited)
-    switched = await chats.switch_branch(pg_conn, "c", 2, 0)
+    assert history.branches(await chats.get(pg_conn, "c")) == history.branches(edited)
+    switched = await switch_branch(pg_conn, "c", 2, 0)
     assert [m["content"] for m in switched["messages"]] == ["q1", "a1", "q2", "a2"]
     assert await chats.get(pg_conn, "c") == switched
 
@@ -182,7 +182,7 @@ async def test_appends_from_many_connections_at_once_are_all_kept(pg_conn, postg
 
     async def appends(number: int) -> None:  # one at a time on each connection, as a pool lends them
         for step in range(5):
-            await chats.append(connections[number], "c", [{"role": "user", "content": f"{number}.{step}"}])
+            await append(connections[number], "c", [{"role": "user", "content": f"{number}.{step}"}])
 
     try:
         await asyncio.gather(*(appends(number) for number in range(4)))
@@ -202,7 +202,7 @@ async def test_a_change_rewrites_only_the_rows_it_touches(pg_conn):
         return {(branch, position): version for branch, position, version in await cursor.fetchall()}
 
     before = await row_versions()
-    await chats.append(pg_conn, "long", [{"role": "assistant", "content": "one more"}])
+    await append(pg_conn, "long", [{"role": "assistant", "content": "one more"}])
     after = await row_versions()
     assert {key: after[key] for key in before} == before and len(after) == 201
     await chats.change(pg_conn, "long", history.prepare_regenerate)  # sets aside the replies to m198

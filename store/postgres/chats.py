@@ -9,13 +9,13 @@ folder reads, changes and writes its file under the chat's flock.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 import psycopg
 
 import jsonbytes
 
-from .. import chatfile, history, names
+from .. import names
 from .. import listing as views
 from ..listing import BY_NAME, HIDE_ARCHIVED
 from ..errors import ChatExists, ChatNotFound
@@ -29,10 +29,6 @@ T = TypeVar("T")
 
 async def get(conn: psycopg.AsyncConnection, name: str) -> dict:
     return await rows.read(conn, name)
-
-
-async def branches(conn: psycopg.AsyncConnection, name: str) -> list[dict]:
-    return history.branches(await rows.read(conn, name))
 
 
 # The chats whose turn is live: its holder's lease has not expired.
@@ -194,31 +190,3 @@ async def change(conn: psycopg.AsyncConnection, name: str, function: Callable[[d
     """Read the chat locked, let ``function`` change the dict (and answer), write what changed."""
     async with conn.transaction():
         return (await rows.change(conn, name, function))[1]
-
-
-async def append(conn: psycopg.AsyncConnection, name: str, messages: list[dict]) -> None:
-    """Add messages after the last without reading the chat (a turn's cost stays flat)."""
-    async with conn.transaction():
-        cursor = await conn.execute("SELECT id FROM chats WHERE stem = %s FOR UPDATE", (names.stem_for(name),))
-        row = await cursor.fetchone()
-        if row is None:
-            raise ChatNotFound(name)
-        await rows.append(conn, row[0], messages)
-
-
-async def edit_message(conn: psycopg.AsyncConnection, name: str, index: int, content: str) -> dict:
-    return await change(conn, name, chatfile.changed_by(history.edit, index, content))
-
-
-async def switch_branch(conn: psycopg.AsyncConnection, name: str, index: int, alternative: int) -> dict:
-    return await change(conn, name, chatfile.changed_by(history.switch, index, alternative))
-
-
-async def update_settings(conn: psycopg.AsyncConnection, name: str, changes: dict[str, Any]) -> dict:
-    """Set the given keys; a None value removes the key (e.g. clears the system prompt)."""
-    return await change(conn, name, chatfile.changed_by(chatfile.apply_settings, changes))
-
-
-async def remove_message(conn: psycopg.AsyncConnection, name: str, index: int) -> dict:
-    """Remove the message at ``index``; returns it."""
-    return await change(conn, name, lambda chat: history.remove(chat, index))

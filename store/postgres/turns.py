@@ -112,12 +112,6 @@ async def begin_turn(
     return chat
 
 
-async def journal_turn(conn: psycopg.AsyncConnection, name: str, turn_id: object, reply: dict) -> bool:
-    """The reply so far, where a restart finds it. False if the turn is no longer running
-    (finished, or the chat deleted)."""
-    return await journal_turns(conn, {(names.stem_for(name), str(turn_id)): reply}) == 1
-
-
 async def journal_turns(conn: psycopg.AsyncConnection, replies: dict[tuple[str, str], dict]) -> int:
     """The replies so far of several turns, by (chat stem, turn id), in one statement; how
     many turns are still running to take them. Not waited on to reach the disk (a kill of
