@@ -13,8 +13,9 @@ mistaken for an answer here.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+
+import jsonbytes
 
 LMSTUDIO = "lmstudio"
 LLAMA_CPP = "llama.cpp"
@@ -38,7 +39,7 @@ class Catalog:
 
 def _json(body: bytes) -> object:
     try:
-        return json.loads(body)
+        return jsonbytes.loads(body, exact_integers=False)  # lists of models, up to megabytes
     except ValueError:
         raise NotThisKind("not JSON") from None
 

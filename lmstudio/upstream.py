@@ -8,11 +8,12 @@ model list and context lengths, refreshed by ``refresh()`` (Upstreams schedules 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
 from tornado.httpclient import AsyncHTTPClient
+
+import jsonbytes
 
 from . import catalog
 from .catalog import Catalog, NotThisKind
@@ -105,7 +106,7 @@ class Upstream:
     # -- asking it -------------------------------------------------------------------------
 
     async def fetch(self, method: str, path: str, payload: object = None) -> tuple[int, bytes]:
-        body = None if payload is None else json.dumps(payload).encode()
+        body = None if payload is None else jsonbytes.dumps(payload)  # /tokenize: the whole chat's text
         attempt = self.open(method, path, body, JSON_HEADERS if body is not None else {})
         try:
             status, _ = await attempt.head()
