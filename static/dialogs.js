@@ -2,7 +2,7 @@
 import * as server from "./api.js";
 import { foldList, loadChats, showArchived } from "./chatlist.js";
 import { reloadChat } from "./conversation.js";
-import { showHeader } from "./header.js";
+import { takeMarks } from "./header.js";
 import { fillPicker, loadModels, pickedModel } from "./models.js";
 import { explain } from "./notices.js";
 import { goTo } from "./router.js";
@@ -90,8 +90,7 @@ export async function toggleMark(mark) {
 
 // The title, pin and archive of ``chat`` (as a change answered it) in the open chat's header.
 function keepMarks(chat) {
-  for (const key of ["title", "pinned", "archived", "updated_at"]) state.chat[key] = chat[key];
-  showHeader();
+  takeMarks(chat, ["title", "pinned", "archived", "updated_at"]);
 }
 
 export async function deleteChat() {

@@ -14,6 +14,11 @@ export function showHeader() {
 export function followListing(entry) {
   if (!state.chat || !entry || entry.damaged) return;
   if (entry.updated_at < state.chat.updated_at) return; // a listing older than the chat shown
-  for (const key of ["title", "pinned", "archived"]) state.chat[key] = entry[key];
+  takeMarks(entry, ["title", "pinned", "archived"]);
+}
+
+// The ``keys`` of ``source`` (a listing entry, a changed chat) into the open chat, shown.
+export function takeMarks(source, keys) {
+  for (const key of keys) state.chat[key] = source[key];
   showHeader();
 }
