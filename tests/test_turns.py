@@ -83,14 +83,16 @@ async def test_every_event_of_a_turn_carries_an_increasing_id(proxy, fake):
 
 
 @pytest.mark.gen_test
-async def test_a_detached_turn_runs_on_and_a_client_that_comes_back_joins_into_the_stored_reply(proxy, fake):
+async def test_a_detached_turn_runs_on_and_a_client_that_comes_back_joins_into_the_stored_reply(proxy, fake, services):
     release = asyncio.Event()
     fake.script.append(Reply(tokens=TOKENS, hold=release, hold_at=4))
     await create(proxy)
     body = {"name": "demo", "message": HI, "detach": True}
     first = await stream(proxy, "/chat", body, stop=after_events(4))  # then the client leaves
     assert ids(first) == [1, 2, 3, 4]
+    await watching(services, 0)  # the server has seen it go
     back = asyncio.ensure_future(attach(proxy, last_event_id=4))
+    await watching(services, 1)  # released only once it is back, or the turn may end first (204)
     release.set()
     rest = await back
     assert rest.status == 200
@@ -107,8 +109,10 @@ async def test_reattaching_with_after_or_last_event_id_misses_and_repeats_nothin
     release, starter = await held_turn(proxy, fake, services, detach=True)
     seen = await attach(proxy, stop=after_events(1))  # a snapshot, then it hangs up
     assert [e.id for e in seen.events] == ["4"]
+    await watching(services, 1)  # the starter alone
     by_after = asyncio.ensure_future(attach(proxy, after=2))
     by_header = asyncio.ensure_future(attach(proxy, last_event_id=2))
+    await watching(services, 3)
     release.set()
     first = await starter
     for other in (await by_after, await by_header):
