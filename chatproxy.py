@@ -177,7 +177,7 @@ async def serve(config: Config, sockets: list[socket.socket], peer_sockets: list
 async def report_upstreams(upstreams) -> None:
     """Say at start-up whether each upstream answered and with how many models, and what to
     do when one did not: the first thing to know when no chat works."""
-    await upstreams.refreshed(UPSTREAM_REPORT_WAIT_S, max_age=0)
+    await upstreams.checked(UPSTREAM_REPORT_WAIT_S)
     for upstream in upstreams:
         state = upstreams.describe(upstream)
         if state["state"] == "up" and state["models"]:

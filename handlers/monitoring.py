@@ -28,7 +28,7 @@ class HealthHandler(BaseHandler):
     async def get(self) -> None:
         upstreams = self.services.upstreams
         checking_store = asyncio.ensure_future(self.store.health())  # beside the upstreams': both within the time
-        await upstreams.refreshed(UPSTREAM_CHECK_TIMEOUT_S, max_age=0)
+        await upstreams.checked(UPSTREAM_CHECK_TIMEOUT_S)
         states = [upstreams.describe(upstream) for upstream in upstreams]
         store = await checking_store
         writable = store["writable"]

@@ -139,6 +139,7 @@ class UpstreamCall:
             return
         breaker = attempt.upstream.breaker
         if self._abort_reason is not None:
+            breaker.trial = False  # it never answered: the next request may try it again
             self._fail(self._abort_reason)
             return
         error = future.exception()
@@ -150,7 +151,7 @@ class UpstreamCall:
         if status < 500:
             breaker.success()
         else:
-            breaker.failure(time.monotonic())
+            breaker.failure(time.monotonic(), answered=True)
             if self._next_target < len(self._targets):
                 asyncio.ensure_future(self._fail_over_from(attempt, status))
                 return

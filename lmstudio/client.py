@@ -51,8 +51,9 @@ class Attempt:
         self._headers = HTTPHeaders()
         self.last_byte_at = self._loop.time()
         self.started_at = self.head_at = self.last_byte_at
-        if upstream.auth is not None and "Authorization" not in headers:
-            headers = {**headers, "Authorization": upstream.auth}
+        if upstream.auth is not None:  # the configured key wins over whatever a client sent
+            headers = {name: value for name, value in headers.items() if name.lower() != "authorization"}
+            headers["Authorization"] = upstream.auth
         self._request = HTTPRequest(
             upstream.base_url + path,
             method=method,

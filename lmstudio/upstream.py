@@ -29,7 +29,9 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 class Breaker:
     """A circuit breaker: after ``FAILURES`` failures in a row the upstream is skipped for a
     cooldown (doubling on each failed trial, up to ``MAX_COOLDOWN``); then one request at a
-    time tries it again, and a success closes the circuit."""
+    time tries it again, and a success closes the circuit. An upstream that could not be
+    reached and then answers another request (its model list) is closed again at once; one
+    whose failures were its own error answers is not (its list may work, its replies not)."""
 
     FAILURES = 3
     COOLDOWN = 5.0
@@ -40,6 +42,7 @@ class Breaker:
         self.open_until = 0.0
         self.cooldown = self.COOLDOWN
         self.trial = False  # a request is trying the upstream again
+        self.answered = False  # the last failure was an error answer, not an upstream out of reach
 
     def state(self, now: float) -> str:
         if self.failures < self.FAILURES:
@@ -51,8 +54,13 @@ class Breaker:
         self.cooldown = self.COOLDOWN
         self.trial = False
 
-    def failure(self, now: float) -> None:
+    def reached(self) -> None:
+        if not self.answered:
+            self.success()
+
+    def failure(self, now: float, answered: bool = False) -> None:
         self.failures += 1
+        self.answered = answered
         if self.failures >= self.FAILURES:
             if self.trial:
                 self.cooldown = min(self.cooldown * 2, self.MAX_COOLDOWN)
@@ -87,6 +95,7 @@ class Upstream:
         self.breaker = Breaker()
         self.catalog = Catalog()
         self.refreshing: asyncio.Task | None = None
+        self.refresh_began = 0.0  # the loop's time
 
     def open(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> Attempt:
         return Attempt(self, method, path, body, headers or {})
@@ -150,7 +159,7 @@ class Upstream:
         found.kind = kind or catalog.OPENAI
         found.fetched_at = asyncio.get_running_loop().time()
         found.error = None
-        self.breaker.success()
+        self.breaker.reached()
 
     async def _try(self, kind: str, path: str, parse, known: str | None, fallback):
         try:

@@ -7,8 +7,9 @@
   upstream every request goes to it, whatever its model (LM Studio loads models on demand).
 - Model lists: each upstream's is cached (upstream.py) and refreshed in the background
   every ``REFRESH_INTERVAL`` seconds and when a caller finds it older than ``FRESH_FOR``;
-  a caller waits at most ``REFRESH_WAIT`` seconds for a refresh, and an upstream slower
-  than that keeps its last good list, marked stale.
+  a caller waits for a refresh until ``REFRESH_WAIT`` seconds after it began, and never
+  for an upstream whose last refresh failed: an upstream slower than that keeps its last
+  good list, marked stale, and one sleeping backend does not delay every request.
 - Context lengths and token counts for the prompt fitting of prompt.py.
 """
 
@@ -156,23 +157,36 @@ class Upstreams:
 
     # -- model lists -----------------------------------------------------------------------
 
-    async def refreshed(self, wait: float = REFRESH_WAIT, max_age: float = FRESH_FOR) -> None:
-        """Refresh the lists older than ``max_age`` seconds; wait for them ``wait`` seconds at most."""
-        tasks = self._refresh_in_background(max_age)
-        if tasks:
-            await asyncio.wait(tasks, timeout=wait)
-
-    def _refresh_in_background(self, max_age: float = FRESH_FOR) -> list[asyncio.Task]:
+    async def refreshed(self, max_age: float = FRESH_FOR) -> None:
+        """Refresh the lists older than ``max_age`` seconds; wait for each until REFRESH_WAIT
+        seconds after its refresh began, and not at all for one whose last refresh failed."""
         now = asyncio.get_running_loop().time()
-        tasks = []
+        waited = [upstream for upstream in self._refresh_in_background(max_age) if upstream.catalog.error is None]
+        deadline = max((upstream.refresh_began + REFRESH_WAIT for upstream in waited), default=now)
+        if deadline > now:
+            await asyncio.wait([upstream.refreshing for upstream in waited], timeout=deadline - now)
+
+    async def checked(self, timeout: float) -> None:
+        """Ask every upstream afresh and wait for the answers, ``timeout`` seconds at most
+        (/health and the start-up report: what is true now, not the last answer)."""
+        refreshing = self._refresh_in_background(max_age=0)
+        if refreshing:
+            await asyncio.wait([upstream.refreshing for upstream in refreshing], timeout=timeout)
+
+    def _refresh_in_background(self, max_age: float = FRESH_FOR) -> list[Upstream]:
+        """Start a refresh of each list older than ``max_age`` seconds (or failed) that is not
+        being refreshed already; the upstreams whose lists are being refreshed."""
+        now = asyncio.get_running_loop().time()
+        refreshing = []
         for upstream in self.members:
             found = upstream.catalog
             if found.fetched_at is not None and found.error is None and now - found.fetched_at <= max_age:
                 continue
             if upstream.refreshing is None or upstream.refreshing.done():
                 upstream.refreshing = asyncio.ensure_future(self._refresh(upstream))
-            tasks.append(upstream.refreshing)
-        return tasks
+                upstream.refresh_began = now
+            refreshing.append(upstream)
+        return refreshing
 
     async def _refresh(self, upstream: Upstream) -> None:
         try:
@@ -183,7 +197,7 @@ class Upstreams:
 
     async def _refresh_forever(self) -> None:
         while True:
-            await self.refreshed(REFRESH_TIMEOUT, max_age=0)
+            await self.checked(REFRESH_TIMEOUT)
             await asyncio.sleep(REFRESH_INTERVAL)
 
     @staticmethod

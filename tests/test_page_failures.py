@@ -78,6 +78,7 @@ async def test_lm_studio_down_is_in_view_and_the_same_question_is_answered_not_a
     async with browser_page(proxy, request) as page:
         lmstudio = page.locator("#lmstudio")
         await expect(lmstudio).to_contain_text("LM Studio is not reachable at http://127.0.0.1:")
+        assert (await lmstudio.inner_text()).count("not reachable") == 1  # the server's sentence, said once
         await expect(lmstudio).to_contain_text("upstream.url")
         await page.get_by_role("button", name="down").click()
         await send(page, "Anyone there?")

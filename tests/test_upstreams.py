@@ -9,6 +9,7 @@ import json
 import pytest
 
 from config import Config, UpstreamSettings
+from lmstudio import upstreams as upstreams_module
 from tests.fake_lmstudio import FakeLMStudio, Reply
 from tests.helpers import assert_error, call, create_chat, serve_app, stream, turn
 from tests.upstreams import config, fakes, take_down, upstream  # noqa: F401 (the fixtures: two fake upstreams)
@@ -71,6 +72,31 @@ async def test_an_upstream_slower_than_two_seconds_is_answered_around(proxy, fak
     await asyncio.wait_for(asyncio.shield(upstream(services, "gpu").refreshing), 5)
     listing = (await call(proxy, "GET", "/v1/models")).json
     assert "gpu/b" in [entry["id"] for entry in listing["data"]]
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_sleeping_upstream_delays_one_answer_at_most_once(proxy, fakes, services, monkeypatch):
+    monkeypatch.setattr(upstreams_module, "REFRESH_TIMEOUT", upstreams_module.REFRESH_WAIT + 1)
+    monkeypatch.setattr(upstreams_module, "FRESH_FOR", 0.0)  # every call asks again
+    fakes["gpu"].models_hold = asyncio.Event()  # never set: gpu sleeps
+    loop = asyncio.get_running_loop()
+
+    async def listing_time() -> float:
+        started = loop.time()
+        assert (await call(proxy, "GET", "/v1/models")).status == 200
+        return loop.time() - started
+
+    await listing_time()  # waits for gpu until REFRESH_WAIT after its refresh began
+    # Its refresh is still running: later calls wait no longer than what is left of that.
+    assert await listing_time() < upstreams_module.REFRESH_WAIT / 2
+    gpu = upstream(services, "gpu")
+    await asyncio.wait_for(asyncio.shield(gpu.refreshing), 5)
+    assert "did not answer" in gpu.catalog.error
+    # Its last refresh failed: the next one runs in the background, nobody waits for it.
+    for _ in range(3):
+        assert await listing_time() < upstreams_module.REFRESH_WAIT / 2
+    assert not gpu.refreshing.done()
+    fakes["gpu"].models_hold.set()
 
 
 # -- routing -----------------------------------------------------------------------------------
@@ -202,6 +228,38 @@ async def test_an_upstream_that_keeps_failing_is_skipped_then_tried_again_alone(
     await turn(proxy)
     assert len(fakes["laptop"].requests) == requests_before + 1
     assert (await stored_reply(proxy))["upstream"] == "laptop" and laptop.breaker.state(0) == "closed"
+
+
+@pytest.mark.gen_test
+async def test_a_model_list_that_answers_does_not_close_a_circuit_that_failing_turns_opened(proxy, fakes, services):
+    await call(proxy, "GET", "/v1/models")
+    upstream(services, "laptop").breaker.cooldown = 60.0  # stays open for the whole test
+    await create_chat(proxy, model="shared")
+    for _ in range(3):
+        fakes["laptop"].script.append(Reply(status=500, error="model crashed while loading"))
+        await turn(proxy)
+        assert (await stored_reply(proxy))["failed_over"][0]["upstream"] == "laptop"
+    for _ in range(2):
+        health = {entry["name"]: entry for entry in (await call(proxy, "GET", "/health")).json["upstreams"]}
+        assert health["laptop"]["circuit"] == "open"  # its /v1/models answered: no matter
+        completions_before = len(fakes["laptop"].requests)
+        await turn(proxy)
+        assert len(fakes["laptop"].requests) == completions_before  # still skipped
+        assert (await stored_reply(proxy))["upstream"] == "gpu"
+
+
+@pytest.mark.gen_test
+@pytest.mark.config(api_keys={"gpu": "sk-configured"})
+async def test_an_upstreams_api_key_is_sent_whatever_key_the_client_sent(proxy, fakes):
+    await create_chat(proxy, model="gpu/b")
+    await turn(proxy)
+    client_key = {"Authorization": "Bearer not-needed"}  # what OpenAI's SDKs send
+    answer = await call(proxy, "POST", "/v1/chat/completions", {"model": "b", "messages": [HI]}, headers=client_key)
+    assert answer.status == 200
+    assert len(fakes["gpu"].requests) == 2  # the turn and the /v1 request
+    assert {headers.get("Authorization") for headers in fakes["gpu"].headers} == {"Bearer sk-configured"}  # and its model lists
+    await call(proxy, "POST", "/v1/chat/completions", {"model": "a", "messages": [HI]}, headers=client_key)
+    assert "Bearer not-needed" in [headers.get("Authorization") for headers in fakes["laptop"].headers]  # no key of its own
 
 
 # -- context lengths and token counts ----------------------------------------------------------

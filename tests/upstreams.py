@@ -24,11 +24,13 @@ def fakes(io_loop, request) -> dict[str, FakeLMStudio]:
 
 @pytest.fixture
 def config(fakes, chats_dir, request) -> Config:
-    """Both fakes as [[upstreams]]; ``@pytest.mark.config(down=True)`` adds one nothing listens for."""
+    """Both fakes as [[upstreams]]; ``@pytest.mark.config(down=True)`` adds one nothing listens for,
+    ``api_keys={NAME: KEY}`` gives upstreams their keys."""
     marker = request.node.get_closest_marker("config")
     options = dict(marker.kwargs) if marker else {}
     options.setdefault("model_titles", False)  # as in tests/conftest.py: no background title requests
-    upstreams = [UpstreamSettings(name, fake.url) for name, fake in fakes.items()]
+    keys = options.pop("api_keys", {})
+    upstreams = [UpstreamSettings(name, fake.url, api_key=keys.get(name)) for name, fake in fakes.items()]
     if options.pop("down", False):
         upstreams.append(UpstreamSettings("down", f"http://127.0.0.1:{free_port()}"))
     return Config(chats_dir=str(chats_dir), upstreams=tuple(upstreams), **options)
