@@ -53,6 +53,7 @@ class Reply:
     first_delay: float = 0.0  # seconds of "prompt processing" between the headers and the first token
     error_body: dict | bytes | None = None  # with status >= 400: this body instead of LM Studio's (bytes: an HTML page)
     timings: dict | None = None  # llama.cpp's own speeds, in the last chunk
+    head_hold: asyncio.Event | None = None  # wait for this before the headers: a server that took the request and says nothing
 
 
 def reply_for_model(model: object) -> Reply | None:
@@ -272,6 +273,8 @@ class CompletionsHandler(RequestHandler):
         if isinstance(options, dict) and options.get("include_usage") is True:
             reply = dataclasses.replace(reply, usage=True)  # as LM Studio does when asked
         try:
+            if reply.head_hold is not None:
+                await reply.head_hold.wait()
             if reply.status >= 400:
                 self.set_status(reply.status)
                 if isinstance(reply.error_body, bytes):

@@ -186,6 +186,20 @@ async def test_a_5xx_before_any_event_fails_over(proxy, fakes):
 
 
 @pytest.mark.gen_test
+@pytest.mark.config(idle_timeout=0.5)
+async def test_an_upstream_silent_before_its_answer_times_out_and_the_turn_fails_over(proxy, fakes):
+    silent = asyncio.Event()
+    fakes["laptop"].script.append(Reply(head_hold=silent))
+    await create_chat(proxy, model="shared")
+    result = await turn(proxy)
+    assert result.status == 200 and result.content() == "Hello, world!"
+    reply = await stored_reply(proxy)
+    assert reply["upstream"] == "gpu" and [entry["upstream"] for entry in reply["failed_over"]] == ["laptop"]
+    assert len(fakes["laptop"].requests) == 1
+    silent.set()
+
+
+@pytest.mark.gen_test
 async def test_a_stream_failing_mid_way_is_never_failed_over(proxy, fakes):
     fakes["gpu"].script.append(Reply(tokens=["Part", "ial", " never"], drop_after=2))
     await create_chat(proxy, model="b")
