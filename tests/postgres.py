@@ -109,6 +109,14 @@ def find_binaries() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class PostgresServer:
     def __init__(self, binaries: Path, settings: dict[str, str] = SETTINGS) -> None:
         self.binaries = binaries
@@ -151,6 +159,14 @@ class PostgresServer:
     def halt(self) -> None:
         """Stop the server, its data kept (PostgreSQL going away under chatproxy)."""
         self._run(str(self.binaries / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Stop (SIGSTOP) or continue (SIGCONT) the server and its backends: a database that
+        takes queries and never answers, as one cut off by the network looks."""
+        backends = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent_of(int(pid)) == self.pid]
+        for pid in [self.pid, *backends]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
 
     def is_running(self) -> bool:
         return (self.data / "postmaster.pid").exists()

@@ -67,6 +67,20 @@ async def test_chat_routes_answer_503_with_retry_after_and_health_says_why_until
     assert (await stream(proxy, "/chat", {"name": "demo", "message": HI})).data[-1] == "[DONE]"
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_health_answers_in_time_while_the_database_takes_queries_and_never_answers(proxy, own_postgres_server):
+    await create_chat(proxy, "demo")
+    own_postgres_server.freeze()
+    try:
+        health = await asyncio.wait_for(call(proxy, "GET", "/health"), 10)
+        assert health.status == 503 and health.json["store"]["writable"] is False
+        assert "did not answer" in health.json["store"]["error"]
+    finally:
+        own_postgres_server.freeze(False)
+    await eventually(lambda: answers_again(proxy), what="chatproxy to answer again", timeout=30)
+    assert (await call(proxy, "GET", "/health")).json["store"] == {"engine": "postgresql", "writable": True}
+
+
 @pytest.mark.gen_test(timeout=90)
 async def test_a_running_stream_finishes_and_its_reply_is_stored_when_the_database_is_back(proxy, own_postgres_server, fake):
     reading, received = await away_mid_turn(proxy, own_postgres_server, fake, ["one ", "two ", "three"])

@@ -11,6 +11,11 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 
 import jsonbytes
 
+# A database cut off by the network is found by the kernel, not waited for forever: an idle
+# connection (the LISTEN one most of all) is probed after 10 s, and data unacknowledged for
+# 20 s ends the connection (libpq ignores both on a Unix socket, where they cannot happen).
+TCP_OPTIONS = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2, "tcp_user_timeout": 20_000}
+
 
 async def configure(conn: psycopg.AsyncConnection) -> None:
     """JSON in and out through the project's encoder (orjson, with the standard library
@@ -25,7 +30,7 @@ async def configure(conn: psycopg.AsyncConnection) -> None:
 
 
 async def connect(url: str, **options) -> psycopg.AsyncConnection:
-    conn = await psycopg.AsyncConnection.connect(url, **options)
+    conn = await psycopg.AsyncConnection.connect(url, **TCP_OPTIONS, **options)
     await configure(conn)
     return conn
 

@@ -73,6 +73,7 @@ class PostgresStore(Store):
         self._leases_held: dict[str, turns.Lease] = {}  # by stem: the leases this process's holds have
         self._sweep_s = sweep_s
         self._sweeper: asyncio.Task | None = None
+        self._abandoned: set[asyncio.Task] = set()  # health checks not waited for (health())
 
     # -- life ------------------------------------------------------------------------------
 
@@ -125,6 +126,20 @@ class PostgresStore(Store):
         return (await self.health())["writable"]
 
     async def health(self) -> dict:
+        """Within HEALTH_WAIT_S whatever the database does: a server that takes the query and
+        never answers (hung, or cut off) is not waited for; its check ends on its own (a
+        cancelled query waits for the server's word up to ten seconds, so it is not awaited)."""
+        checking = asyncio.ensure_future(self._writable())
+        done, _ = await asyncio.wait({checking}, timeout=HEALTH_WAIT_S + 0.5)
+        if not done:
+            checking.cancel()
+            self._abandoned.add(checking)  # referenced until it ends
+            checking.add_done_callback(self._abandoned.discard)
+            error = f"PostgreSQL ({self.where}) did not answer within {HEALTH_WAIT_S + 0.5:g} s"
+            return {"engine": self.engine, "writable": False, "error": error}
+        return checking.result()
+
+    async def _writable(self) -> dict:
         try:
             async with self._connection(HEALTH_WAIT_S) as conn:
                 return {"engine": self.engine, "writable": await chats.is_writable(conn)}

@@ -22,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..errors import StorageFailure, StoreUnavailable
-from .connection import configure
+from .connection import TCP_OPTIONS, configure
 
 # Connections each process may keep at most (storage.pool_size).
 POOL_SIZE = 10
@@ -101,7 +101,7 @@ class Pool:
                 self.url,
                 min_size=1,
                 max_size=self._size,
-                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S, **TCP_OPTIONS},
                 configure=configure,
                 check=self._check,
                 connection_class=watched_connections(self._connected),
