@@ -7,7 +7,9 @@ import pytest
 
 from tests.helpers import LONG, a_long_chat, assert_error, call, create_chat, turn
 
-# ~100 tokens each by the safe-side estimate (a token per three bytes).
+pytestmark = pytest.mark.both_engines
+
+
 @pytest.mark.gen_test(timeout=20)
 async def test_a_chat_longer_than_the_context_sends_its_newest_turns_and_says_what_it_left_out(proxy, fake):
     # The system prompt, the first message and two turns fit, with 100 tokens for the reply.

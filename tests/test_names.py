@@ -84,6 +84,7 @@ async def test_every_accepted_name_lives_inside_the_folder(proxy, chats_dir, tmp
 
 
 @pytest.mark.gen_test
+@pytest.mark.both_engines
 async def test_names_differing_only_in_case_are_different_chats(proxy):
     for name in ("Chat", "chat", "CHAT"):
         assert (await call(proxy, "POST", "/chat", {"name": name, "model": name})).status == 200

@@ -20,7 +20,7 @@ UNANSWERED_HI = {**HI, "unanswered": True}
 DOWN = f"http://127.0.0.1:{free_port()}"  # nothing listens there: LM Studio is not running
 
 
-async def stored(proxy, name="demo") -> list[dict]:
+async def messages_of(proxy, name="demo") -> list[dict]:
     response = await call(proxy, "GET", "/chat?name=" + quote(name, safe=""))
     assert response.status == 200, response.body
     return response.json["chat"]["messages"]
@@ -47,21 +47,22 @@ REFUSALS = [
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("refusal", REFUSALS, ids=lambda reply: str(reply.status))
-async def test_a_refused_question_is_kept_marked_and_sending_it_again_answers_it(proxy, fake, chats_dir, refusal):
+async def test_a_refused_question_is_kept_marked_and_sending_it_again_answers_it(proxy, fake, stored, refusal):
     await create_chat(proxy)
     fake.script.extend([refusal, refusal])
     for _ in range(2):
         assert_error(await call(proxy, "PUT", "/chat", {"name": "demo", "message": HI}), refusal.status)
-        assert await stored(proxy) == [UNANSWERED_HI]
+        assert await messages_of(proxy) == [UNANSWERED_HI]
     result = await turn(proxy, content="hi")
     assert result.status == 200 and result.content() == "Hello, world!"
-    messages = await stored(proxy)
+    messages = await messages_of(proxy)
     assert roles_and_contents(messages) == [("user", "hi"), ("assistant", "Hello, world!")]
     assert messages[0] == HI  # the reply took the mark away
     assert [body["messages"] for body in fake.requests] == [[HI]] * 3
     no_question_twice_in_a_row(fake.requests)
-    seed_view = json.loads((chats_dir / "demo.json").read_text())["messages"]
-    assert [(m["role"], m["content"]) for m in seed_view] == [("user", "hi"), ("assistant", "Hello, world!")]
+    as_kept = (await stored.chat("demo"))["messages"]  # the folder's file, or PostgreSQL's rows
+    assert [(m["role"], m["content"]) for m in as_kept] == [("user", "hi"), ("assistant", "Hello, world!")]
+    assert "unanswered" not in as_kept[0]
 
 
 @pytest.mark.gen_test
@@ -70,7 +71,7 @@ async def test_lm_studio_down_keeps_one_unanswered_question_however_often_it_is_
     await create_chat(proxy)
     for _ in range(3):
         assert_error(await call(proxy, "PUT", "/chat", {"name": "demo", "message": HI}), 502)
-    assert await stored(proxy) == [UNANSWERED_HI]
+    assert await messages_of(proxy) == [UNANSWERED_HI]
 
 
 @pytest.mark.gen_test
@@ -81,9 +82,9 @@ async def test_a_turn_stopped_before_its_first_token_leaves_the_question_unanswe
     await fake.wait_held()
     assert (await call(proxy, "POST", "/chat/stop", {"name": "demo"})).status == 200
     assert json.loads((await starter).data[-1])["error"]["type"] == "stopped"
-    assert await stored(proxy) == [UNANSWERED_HI]
+    assert await messages_of(proxy) == [UNANSWERED_HI]
     assert (await turn(proxy, content="hi")).content() == "Hello, world!"
-    assert roles_and_contents(await stored(proxy)) == [("user", "hi"), ("assistant", "Hello, world!")]
+    assert roles_and_contents(await messages_of(proxy)) == [("user", "hi"), ("assistant", "Hello, world!")]
     assert fake.requests[-1]["messages"] == [HI]
 
 
@@ -93,7 +94,7 @@ async def test_regenerate_answers_an_unanswered_question_and_takes_the_mark_away
     await turn(proxy, content="first")
     fake.script.append(Reply(status=500, error="Model crashed"))
     assert_error(await call(proxy, "PUT", "/chat", {"name": "demo", "message": HI}), 500)
-    assert (await stored(proxy))[-1] == UNANSWERED_HI
+    assert (await messages_of(proxy))[-1] == UNANSWERED_HI
     result = await stream(proxy, "/chat/regenerate", {"name": "demo"}, method="POST")
     assert result.content() == "Hello, world!"
     response = await call(proxy, "GET", "/chat?name=demo")
@@ -109,11 +110,11 @@ async def test_only_the_same_text_retries_an_answered_question_or_another_text_i
     await create_chat(proxy)
     await turn(proxy, content="hi")
     await turn(proxy, content="hi")  # answered before: asked again, as the user typed it
-    assert [m["content"] for m in await stored(proxy)] == ["hi", "Hello, world!"] * 2
+    assert [m["content"] for m in await messages_of(proxy)] == ["hi", "Hello, world!"] * 2
     fake.script.append(Reply(status=404, error="Model 'nope' not found"))
     assert_error(await call(proxy, "PUT", "/chat", {"name": "demo", "message": {"role": "user", "content": "again"}}), 404)
     assert (await turn(proxy, content="something else")).content() == "Hello, world!"
-    tail = await stored(proxy)
+    tail = await messages_of(proxy)
     assert roles_and_contents(tail[-3:]) == [("user", "again"), ("user", "something else"), ("assistant", "Hello, world!")]
     assert not any(history.UNANSWERED in message for message in tail)  # both are answered now
 
@@ -125,7 +126,7 @@ async def test_a_rerun_of_an_unanswered_question_answers_the_edited_text(proxy, 
     assert_error(await call(proxy, "PUT", "/chat", {"name": "demo", "message": HI}), 404)
     body = {"name": "demo", "index": 0, "content": "hello?", "rerun": True}
     assert (await stream(proxy, "/chat/message", body)).content() == "Hello, world!"
-    messages = await stored(proxy)
+    messages = await messages_of(proxy)
     assert messages[0] == {"role": "user", "content": "hello?"}
     assert fake.requests[-1]["messages"] == [{"role": "user", "content": "hello?"}]
 
