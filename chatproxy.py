@@ -150,11 +150,14 @@ async def serve(config: Config, sockets: list[socket.socket], peer_sockets: list
     signals = StopSignals()
     await signals.first.wait()
     streams = services.streams
-    log.info(
-        "Shutting down: no new connections; waiting up to %g s for %d stream(s) to finish "
-        "(press Ctrl-C again to end them now; their replies so far are stored)",
-        config.shutdown_grace, len(streams),
-    )
+    if streams:
+        log.info(
+            "Shutting down: no new connections; waiting up to %g s for %d stream(s) to finish "
+            "(press Ctrl-C again to end them now; their replies so far are stored)",
+            config.shutdown_grace, len(streams),
+        )
+    else:
+        log.info("Shutting down: no stream running")
     server.stop()
     streams.closing = True
     if not await first_of(streams.wait_idle(config.shutdown_grace), signals.again()):
