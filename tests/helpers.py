@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
@@ -39,6 +39,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+_refusing: list[socket.socket] = []  # kept open for the whole run
+
+
+def closed_port_url() -> str:
+    """A URL where connecting is refused: its port is bound by a socket that never listens,
+    kept open for the whole run, so no server started later can take the port."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    _refusing.append(holder)
+    return f"http://127.0.0.1:{holder.getsockname()[1]}"
 
 
 async def start_server(project_root, clean_env, tmp_path, fake, **settings):
@@ -107,6 +119,17 @@ async def call(base_url: str, method: str, path: str, body=None, raw: bytes | No
     )
     response = await AsyncHTTPClient().fetch(request, raise_error=False)
     return Response(response.code, response.headers, response.body or b"")
+
+
+async def stored_messages(base_url: str, name: str = "demo") -> list[dict]:
+    """The chat's messages as GET /chat answers them (it must answer 200)."""
+    response = await call(base_url, "GET", "/chat?name=" + quote(name, safe=""))
+    assert response.status == 200, response.body
+    return response.json["chat"]["messages"]
+
+
+async def stored_reply(base_url: str, name: str = "demo") -> dict:
+    return (await stored_messages(base_url, name))[-1]
 
 
 def assert_error(response: "Response | Stream", status: int) -> str:

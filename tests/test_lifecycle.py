@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from tests.fake_lmstudio import MODEL, Reply
-from tests.helpers import call, child_pids, free_port, has_exited, start_server, stop_server, stream, wait_for
+from tests.helpers import call, child_pids, closed_port_url, has_exited, start_server, stop_server, stream, wait_for
 
 
 async def read_until(process, text: str, timeout: float = 10) -> str:
@@ -147,7 +147,7 @@ async def test_start_up_says_whether_the_upstream_answered_and_with_how_many_mod
         assert "answered: 2 model(s): alpha, beta" in said.splitlines()[-1]
     finally:
         await stop_server(process)
-    fake.url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    fake.url = closed_port_url()
     (tmp_path / "down").mkdir()
     process, _ = await start_server(project_root, clean_env, tmp_path / "down", fake)
     try:

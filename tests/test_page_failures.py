@@ -3,22 +3,15 @@ and says what happened and what to do; LM Studio's state is in view from the sta
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 from playwright.async_api import expect
 
 from tests.browser import answered, browser_page, needs_chromium, new_chat, send, stored
 from tests.fake_lmstudio import MODEL, Reply
-from tests.helpers import call
+from tests.helpers import call, closed_port_url
 
 pytestmark = needs_chromium
-
-
-def closed_port_url() -> str:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{closed.getsockname()[1]}"
 
 
 async def kept(page, text: str, *banner_says: str) -> None:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.fake_lmstudio import MODEL, Reply
-from tests.helpers import assert_error, call, stream, turn, wait_for
+from tests.helpers import assert_error, call, stored_messages, turn, wait_for
 from tests.helpers import create_chat as create
 
 pytestmark = pytest.mark.both_engines
@@ -16,13 +16,9 @@ pytestmark = pytest.mark.both_engines
 HI = {"role": "user", "content": "hi"}
 
 
-async def stored(proxy, name="demo"):
-    return (await call(proxy, "GET", f"/chat?name={name}")).json["chat"]["messages"]
-
-
 async def messages(proxy, name="demo"):
     """The stored messages as role and content: what the seed's frontends read."""
-    return [{"role": m["role"], "content": m["content"]} for m in await stored(proxy, name)]
+    return [{"role": m["role"], "content": m["content"]} for m in await stored_messages(proxy, name)]
 
 
 def assert_whole_events(result):

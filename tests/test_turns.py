@@ -10,17 +10,13 @@ import pytest
 
 from handlers import watch
 from tests.fake_lmstudio import Reply
-from tests.helpers import assert_error, call, stream, turn, wait_for
+from tests.helpers import assert_error, call, stored_reply, stream, turn, wait_for
 from tests.helpers import create_chat as create
 
 pytestmark = pytest.mark.both_engines
 
 HI = {"role": "user", "content": "hi"}
 TOKENS = [f"part{i} " for i in range(8)]
-
-
-async def stored_reply(proxy, name="demo") -> dict:
-    return (await call(proxy, "GET", f"/chat?name={name}")).json["chat"]["messages"][-1]
 
 
 def ids(result) -> list[int]:

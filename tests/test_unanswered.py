@@ -5,25 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from urllib.parse import quote
 
 import pytest
 
 from store import history
 from tests.fake_lmstudio import Reply
-from tests.helpers import assert_error, call, create_chat, free_port, stream, turn
+from tests.helpers import assert_error, call, closed_port_url, create_chat, stored_messages, stream, turn
 
 pytestmark = pytest.mark.both_engines
 
 HI = {"role": "user", "content": "hi"}
 UNANSWERED_HI = {**HI, "unanswered": True}
-DOWN = f"http://127.0.0.1:{free_port()}"  # nothing listens there: LM Studio is not running
-
-
-async def messages_of(proxy, name="demo") -> list[dict]:
-    response = await call(proxy, "GET", "/chat?name=" + quote(name, safe=""))
-    assert response.status == 200, response.body
-    return response.json["chat"]["messages"]
+DOWN = closed_port_url()  # LM Studio is not running
 
 
 def roles_and_contents(messages: list[dict]) -> list[tuple[str, str]]:
@@ -52,10 +45,10 @@ async def test_a_refused_question_is_kept_marked_and_sending_it_again_answers_it
     fake.script.extend([refusal, refusal])
     for _ in range(2):
         assert_error(await call(proxy, "PUT", "/chat", {"name": "demo", "message": HI}), refusal.status)
-        assert await messages_of(proxy) == [UNANSWERED_HI]
+        assert await stored_messages(proxy) == [UNANSWERED_HI]
     result = await turn(proxy, content="hi")
     assert result.status == 200 and result.content() == "Hello, world!"
-    messages = await messages_of(proxy)
+    messages = await stored_messages(proxy)
     assert roles_and_contents(messages) == [("user", "hi"), ("assistant", "Hello, world!")]
     assert messages[0] == HI  # the reply took the mark away
     assert [body["messages"] for body in fake.requests] == [[HI]] * 3
@@ -71,7 +64,7 @@ async def test_lm_studio_down_keeps_one_unanswered_question_however_often_it_is_
     await create_chat(proxy)
     for _ in range(3):
         assert_error(await call(proxy, "PUT", "/chat", {"name": "demo", "message": HI}), 502)
-    assert await messages_of(proxy) == [UNANSWERED_HI]
+    assert await stored_messages(proxy) == [UNANSWERED_HI]
 
 
 @pytest.mark.gen_test
@@ -82,9 +75,9 @@ async def test_a_turn_stopped_before_its_first_token_leaves_the_question_unanswe
     await fake.wait_held()
     assert (await call(proxy, "POST", "/chat/stop", {"name": "demo"})).status == 200
     assert json.loads((await starter).data[-1])["error"]["type"] == "stopped"
-    assert await messages_of(proxy) == [UNANSWERED_HI]
+    assert await stored_messages(proxy) == [UNANSWERED_HI]
     assert (await turn(proxy, content="hi")).content() == "Hello, world!"
-    assert roles_and_contents(await messages_of(proxy)) == [("user", "hi"), ("assistant", "Hello, world!")]
+    assert roles_and_contents(await stored_messages(proxy)) == [("user", "hi"), ("assistant", "Hello, world!")]
     assert fake.requests[-1]["messages"] == [HI]
 
 
@@ -94,7 +87,7 @@ async def test_regenerate_answers_an_unanswered_question_and_takes_the_mark_away
     await turn(proxy, content="first")
     fake.script.append(Reply(status=500, error="Model crashed"))
     assert_error(await call(proxy, "PUT", "/chat", {"name": "demo", "message": HI}), 500)
-    assert (await messages_of(proxy))[-1] == UNANSWERED_HI
+    assert (await stored_messages(proxy))[-1] == UNANSWERED_HI
     result = await stream(proxy, "/chat/regenerate", {"name": "demo"}, method="POST")
     assert result.content() == "Hello, world!"
     response = await call(proxy, "GET", "/chat?name=demo")
@@ -110,11 +103,11 @@ async def test_only_the_same_text_retries_an_answered_question_or_another_text_i
     await create_chat(proxy)
     await turn(proxy, content="hi")
     await turn(proxy, content="hi")  # answered before: asked again, as the user typed it
-    assert [m["content"] for m in await messages_of(proxy)] == ["hi", "Hello, world!"] * 2
+    assert [m["content"] for m in await stored_messages(proxy)] == ["hi", "Hello, world!"] * 2
     fake.script.append(Reply(status=404, error="Model 'nope' not found"))
     assert_error(await call(proxy, "PUT", "/chat", {"name": "demo", "message": {"role": "user", "content": "again"}}), 404)
     assert (await turn(proxy, content="something else")).content() == "Hello, world!"
-    tail = await messages_of(proxy)
+    tail = await stored_messages(proxy)
     assert roles_and_contents(tail[-3:]) == [("user", "again"), ("user", "something else"), ("assistant", "Hello, world!")]
     assert not any(history.UNANSWERED in message for message in tail)  # both are answered now
 
@@ -126,7 +119,7 @@ async def test_a_rerun_of_an_unanswered_question_answers_the_edited_text(proxy, 
     assert_error(await call(proxy, "PUT", "/chat", {"name": "demo", "message": HI}), 404)
     body = {"name": "demo", "index": 0, "content": "hello?", "rerun": True}
     assert (await stream(proxy, "/chat/message", body)).content() == "Hello, world!"
-    messages = await messages_of(proxy)
+    messages = await stored_messages(proxy)
     assert messages[0] == {"role": "user", "content": "hello?"}
     assert fake.requests[-1]["messages"] == [{"role": "user", "content": "hello?"}]
 

@@ -11,7 +11,7 @@ import pytest
 from config import Config, UpstreamSettings
 from lmstudio import upstreams as upstreams_module
 from tests.fake_lmstudio import FakeLMStudio, Reply
-from tests.helpers import assert_error, call, create_chat, serve_app, stream, turn
+from tests.helpers import assert_error, call, create_chat, serve_app, stored_reply, stream, turn
 from tests.upstreams import config, fakes, take_down, upstream  # noqa: F401 (the fixtures: two fake upstreams)
 
 HI = {"role": "user", "content": "hi"}
@@ -20,10 +20,6 @@ OVERFLOW = {"error": {"code": 400, "message": "the request exceeds the available
                       "type": "exceed_context_size_error", "n_prompt_tokens": 5000, "n_ctx": 4096}}
 LLAMA_TIMINGS = {"prompt_n": 12, "prompt_ms": 30.5, "prompt_per_second": 393.4,
                  "predicted_n": 4, "predicted_ms": 80.1, "predicted_per_second": 49.9}
-
-
-async def stored_reply(proxy, name="demo") -> dict:
-    return (await call(proxy, "GET", f"/chat?name={name}")).json["chat"]["messages"][-1]
 
 
 # -- one model list ----------------------------------------------------------------------------

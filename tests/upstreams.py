@@ -7,7 +7,7 @@ import pytest
 
 from config import Config, UpstreamSettings
 from tests.fake_lmstudio import FakeLMStudio
-from tests.helpers import free_port, serve_app
+from tests.helpers import closed_port_url, serve_app
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def config(fakes, chats_dir, request) -> Config:
     keys = options.pop("api_keys", {})
     upstreams = [UpstreamSettings(name, fake.url, api_key=keys.get(name)) for name, fake in fakes.items()]
     if options.pop("down", False):
-        upstreams.append(UpstreamSettings("down", f"http://127.0.0.1:{free_port()}"))
+        upstreams.append(UpstreamSettings("down", closed_port_url()))
     return Config(chats_dir=str(chats_dir), upstreams=tuple(upstreams), **options)
 
 
@@ -42,6 +42,6 @@ def upstream(services, name):
 
 def take_down(services, name) -> str:
     """The upstream stops listening after its model list was read (its port closes)."""
-    url = f"http://127.0.0.1:{free_port()}"
+    url = closed_port_url()
     upstream(services, name).base_url = url
     return url
