@@ -126,6 +126,28 @@ async def test_recover_finishes_turns_of_dead_instances_and_leaves_live_ones(pg_
 
 
 @pytest.mark.gen_test
+async def test_recover_renews_the_callers_running_turns_and_finishes_the_rest_whoever_owned_them(pg_conn):
+    for name in ("running here", "gone here", "elsewhere"):
+        await chats.create(pg_conn, name, new_chat())
+    running = await turns.take_lease(pg_conn, "running here", "A", 0)  # lapsed: renewals failed
+    await turns.begin_turn(pg_conn, running, "running here", {"append": USER}, turn_of(1))
+    gone = await turns.take_lease(pg_conn, "gone here", "A", 0)  # A's too, but no longer running in A
+    await turns.begin_turn(pg_conn, gone, "gone here", {"append": USER}, turn_of(2))
+    elsewhere = await turns.take_lease(pg_conn, "elsewhere", "C", 0)  # an epoch A runs is only A's own
+    await turns.begin_turn(pg_conn, elsewhere, "elsewhere", {"append": USER}, turn_of(3))
+    assert sorted(await turns.recover(pg_conn, "A", LONG, [running.epoch, elsewhere.epoch])) == ["elsewhere", "gone here"]
+    cursor = await pg_conn.execute("SELECT expires_at > now() + interval '50 s' FROM leases WHERE epoch = %s", (running.epoch,))
+    assert await cursor.fetchone() == (True,)  # renewed for A, as its missed renewal would have
+    with pytest.raises(turns.LeaseLost):
+        await turns.end_turn(pg_conn, elsewhere, "elsewhere", "turn-3", {"role": "assistant", "content": "late"})
+    await pg_conn.execute("UPDATE leases SET expires_at = now()")  # lapsed again: another instance may take it
+    assert await turns.recover(pg_conn, "B", LONG, [running.epoch]) == ["running here"]
+    with pytest.raises(turns.LeaseLost):
+        await turns.end_turn(pg_conn, running, "running here", "turn-1", {"role": "assistant", "content": "late"})
+    assert contents(await chats.get(pg_conn, "running here")) == ["question"]
+
+
+@pytest.mark.gen_test
 async def test_a_chat_deleted_during_its_turn(pg_conn):
     await chats.create(pg_conn, "c", new_chat())
     lease = await turns.take_lease(pg_conn, "c", "A", LONG)

@@ -134,6 +134,28 @@ async def test_the_sweep_finishes_a_dead_instances_turn_nobody_asks_for(make_sto
 
 
 @pytest.mark.gen_test
+async def test_an_instances_sweep_finishes_its_own_gone_turn_but_not_its_running_one(make_store, pg_conn):
+    store = make_store()
+    assert store._leases.owner != make_store()._leases.owner  # a process started again (same pid or not) is another owner
+    for name in ("running", "gone"):
+        await store.create(name, "m", 0.7, -1)
+    gone = await store._leases.take("gone")
+    store._leases_held[gone.stem] = gone
+    await begin_turn(store, "gone", {"append": QUESTION}, {"id": "t1", "started_at": "now"})
+    await store.journal_turn("gone", "t1", PARTIAL)
+    del store._leases_held[gone.stem]
+    del store._leases._held[gone.epoch]  # its hold ended, and letting go never reached the database
+    async with store.hold("running"):
+        await begin_turn(store, "running", {"append": QUESTION}, {"id": "t2", "started_at": "now"})
+        await pg_conn.execute("UPDATE leases SET expires_at = now()")  # both lapsed, as after a long outage
+        assert await store.recover() == 1
+        assert (await store.get("gone"))["messages"] == [QUESTION, {**PARTIAL, "interrupted": True}]
+        assert (await store.get("running"))["running_turn"]["id"] == "t2"
+        await store.end_turn("running", "t2", WHOLE)
+    assert (await store.get("running"))["messages"] == [QUESTION, WHOLE]
+
+
+@pytest.mark.gen_test
 async def test_start_finishes_turns_whose_leases_expired(make_store, postgres_url):
     dead = make_store(lease_s=0.001, renew_s=60)  # expired as soon as it is taken
     await dead.create("demo", "m", 0.7, -1)

@@ -4,9 +4,11 @@ instances on one database.
 Each operation borrows a connection (pool.py) for one short transaction (the SQL is in
 chats.py, turns.py and search.py); no connection is kept while a turn streams. Chats read
 or written are kept while the database says they are current (cache.py), so a turn on a
-long chat does not read it all again. Holding a chat is a lease (leases.py). Every SWEEP_S each instance also finishes the turns of
-instances that died (their leases expired), so a killed instance's reply is stored within
-LEASE_S + SWEEP_S even if nobody asks for its chat.
+long chat does not read it all again. Holding a chat is a lease (leases.py). Every SWEEP_S
+each instance also finishes the turns of instances that died (their leases expired), so a
+killed instance's reply is stored within LEASE_S + SWEEP_S even if nobody asks for its chat;
+its own running turns it leaves alone, even when the database was away for longer than
+LEASE_S (and its renewals failed): their ends are retried for COMMIT_RETRY_S.
 
 PostgreSQL away: an operation raises StoreUnavailable (503 with Retry-After; pool.py).
 Meanwhile a turn's journal is skipped (journal.py), and its end is tried again for up to
@@ -17,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
@@ -35,7 +35,7 @@ from . import chats, search, turns
 from .cache import ChatCache
 from .connection import connect, run_on_own_loop
 from .journal import Journal
-from .leases import LEASE_S, RENEW_S, Leases
+from .leases import LEASE_S, RENEW_S, Leases, new_owner
 from .migrate import migrate
 from .pool import CONNECT_TIMEOUT_S, POOL_SIZE, Pool, first_line
 
@@ -66,7 +66,7 @@ class PostgresStore(Store):
         self._pool = Pool(url, pool_size)
         self.where = self._pool.where
         self._connection = self._pool.connection
-        self._leases = Leases(self._connection, url, f"{socket.gethostname()} pid {os.getpid()}", lease_s, renew_s)
+        self._leases = Leases(self._connection, url, new_owner(), lease_s, renew_s)
         self._cache = ChatCache()
         self._listings: dict[tuple[str, str], tuple[tuple, bytes]] = {}  # view -> (listing_state, JSON)
         self._journal = Journal(self._call)
@@ -234,7 +234,9 @@ class PostgresStore(Store):
             delay = min(2 * delay, LAST_COMMIT_RETRY_S)
 
     async def recover(self) -> int:
-        finished = await self._call(turns.recover, self._leases.owner, self._leases.lease_s)
+        """The turns of stopped instances finished; never one this process still runs, though
+        its lease lapsed while the database was away (turns.recover)."""
+        finished = await self._call(turns.recover, self._leases.owner, self._leases.lease_s, self._leases.epochs_held)
         if finished:
             log.info("Stored %d turn(s) that stopped instances left unfinished", len(finished))
         return len(finished)

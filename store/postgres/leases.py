@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 from contextlib import AbstractAsyncContextManager, suppress
-from typing import Callable
+from typing import Callable, KeysView
 
 import psycopg
 
@@ -35,6 +38,13 @@ RENEW_RETRY_S = 2.0
 FIRST_POLL_S, LAST_POLL_S = 0.05, 1.0
 # The listening connection, lost, is made again after this long at first, then up to the last.
 FIRST_LISTEN_RETRY_S, LAST_LISTEN_RETRY_S = 0.1, 5.0
+
+
+def new_owner() -> str:
+    """A name for the leases of one store in one process: its host and pid, and a random part,
+    since a process started again may get the same pid (pid 1 in a container) and must not
+    pass for the one before, whose turns are gone."""
+    return f"{socket.gethostname()} pid {os.getpid()} {secrets.token_hex(4)}"
 
 
 class Leases:
@@ -80,6 +90,12 @@ class Leases:
                 waiting.discard(released)
                 if not waiting:
                     del self._waiting[stem]
+
+    @property
+    def epochs_held(self) -> KeysView[int]:
+        """The epochs of the leases held now, each for a turn or change still running in this
+        process (a live view: the sweep reads it anew at each statement)."""
+        return self._held.keys()
 
     async def release(self, lease: Lease) -> None:
         """Let go. If the database cannot be reached, it is tried again in the background

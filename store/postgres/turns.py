@@ -9,14 +9,14 @@ that row against a takeover until it commits).
 
 Taking a chat's lease first finishes a turn that a dead instance left running there: its
 journaled reply is stored, marked interrupted. ``recover`` does the same for every such
-chat, for an instance to run now and then.
+chat, for an instance to run now and then, sparing the turns the instance itself still runs.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Collection
 
 import psycopg
 
@@ -44,9 +44,18 @@ class LeaseLost(StorageFailure):
         )
 
 
-async def take_lease(conn: psycopg.AsyncConnection, name: str, owner: str, seconds: float) -> Lease | None:
+# The lease is the caller's own (``owner``), for a turn it still runs (``running_here``: the
+# epochs of its leases held now). A process restarted is a new owner with none held: what
+# its predecessor left behind is recovered like any dead instance's.
+_RUNNING_HERE = "(leases.owner = %(owner)s AND leases.epoch = ANY(%(running_here)s::bigint[]))"
+
+
+async def take_lease(
+    conn: psycopg.AsyncConnection, name: str, owner: str, seconds: float, running_here: Collection[int] = ()
+) -> Lease | None:
     """Hold the chat ``name`` for ``seconds`` (renew before they pass); None while another
-    holder's lease is live. A turn left running by a dead holder is finished first.
+    holder's lease is live, or while ``owner`` holds it by one of the epochs ``running_here``
+    (``recover``'s). A turn left running by a dead holder is finished first.
 
     Not waited on to reach the disk: a lease a crash of PostgreSQL forgets is a lease
     nobody holds, and the turn's own writes, which wait, check it first."""
@@ -59,13 +68,12 @@ async def take_lease(conn: psycopg.AsyncConnection, name: str, owner: str, secon
             "  VALUES (%(stem)s, %(owner)s, nextval('lease_epochs'), now() + make_interval(secs => %(seconds)s))"
             "  ON CONFLICT (stem) DO UPDATE"
             "  SET owner = excluded.owner, epoch = excluded.epoch, expires_at = excluded.expires_at"
-            "  WHERE leases.expires_at <= now()"
-            "  RETURNING epoch),"
+            "  WHERE leases.expires_at <= now() AND NOT " + _RUNNING_HERE + " RETURNING epoch),"
             " abandoned AS ("  # the turn a dead holder left, taken out under the new lease only
             "  DELETE FROM turns t USING chats c, taken WHERE c.id = t.chat_id AND c.stem = %(stem)s"
             "  RETURNING c.id, t.turn, t.reply)"
             " SELECT taken.epoch, abandoned.id, abandoned.turn, abandoned.reply FROM taken LEFT JOIN abandoned ON true",
-            {"stem": stem, "owner": owner, "seconds": seconds},
+            {"stem": stem, "owner": owner, "seconds": seconds, "running_here": list(running_here)},
         )
         row = await cursor.fetchone()
         if row is None:
@@ -146,17 +154,30 @@ async def end_turn(conn: psycopg.AsyncConnection, lease: Lease, name: str, turn_
         await _store_as(conn, name, row[0], row[1], lambda chat: running.end(chat, running.turn_id(chat), reply), reply is not None)
 
 
-async def recover(conn: psycopg.AsyncConnection, owner: str, seconds: float) -> list[str]:
+async def recover(conn: psycopg.AsyncConnection, owner: str, seconds: float, running_here: Collection[int] = ()) -> list[str]:
     """Finish every turn whose instance died (its lease expired or was let go); returns
-    the chats' names."""
+    the chats' names.
+
+    ``running_here``: the epochs of the leases ``owner`` (the caller) holds for turns it
+    still runs, read anew at each statement. Such a lease may lapse with its instance alive:
+    the database was away for longer than a lease lasts (a turn's end is retried for
+    longer), and the renewals failed. Taking it would lose the reply the turn is about to
+    store; it is renewed instead, as the missed renewal would have done. Another instance
+    may still have taken it meanwhile: the new epoch then fences this one out."""
+    await conn.execute(
+        "UPDATE leases SET expires_at = now() + make_interval(secs => %(seconds)s)"
+        " WHERE expires_at <= now() AND " + _RUNNING_HERE,
+        {"owner": owner, "running_here": list(running_here), "seconds": seconds},
+    )
     cursor = await conn.execute(
-        "SELECT c.stem FROM turns t JOIN chats c ON c.id = t.chat_id"
-        " WHERE NOT EXISTS (SELECT 1 FROM leases l WHERE l.epoch = t.epoch AND l.expires_at > now())"
+        "SELECT c.stem FROM turns t JOIN chats c ON c.id = t.chat_id WHERE NOT EXISTS ("
+        "  SELECT 1 FROM leases WHERE leases.epoch = t.epoch AND (leases.expires_at > now() OR " + _RUNNING_HERE + "))",
+        {"owner": owner, "running_here": list(running_here)},
     )
     finished = []
     for (stem,) in await cursor.fetchall():
         name = names.name_for(stem + names.SUFFIX)
-        lease = await take_lease(conn, name, owner, seconds)
+        lease = await take_lease(conn, name, owner, seconds, running_here)
         if lease is not None:
             await release_lease(conn, lease)
             finished.append(name)
