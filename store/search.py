@@ -57,7 +57,8 @@ def query_words(query: str) -> list[str]:
 
 
 def is_unspaced(text: str) -> bool:
-    return _UNSPACED.search(text) is not None
+    # isascii() is a flag CPython keeps on every string: most chats skip the scan.
+    return not text.isascii() and _UNSPACED.search(text) is not None
 
 
 def match_expression(query: str) -> str | None:
