@@ -12,6 +12,7 @@ benchmark's client, all on this machine's cores at once.
    (/proc) of the chatproxy processes, of PostgreSQL (the postmaster and its backends) and
    of the fake, read before and after, divided by the turns. On a machine this small the
    rate says how the three share two cores; the CPU per turn is what sizes a deployment.
+   Beside them, the fake reached directly with the same requests and concurrency.
 2. OPEN_STREAMS streams across 2 instances (50 events 0.2 s apart, opened over a second):
    the database connections in use (pg_stat_activity, every 0.25 s) against the pools'
    size, and the CPU per stream-second of chatproxy and of PostgreSQL.
@@ -99,6 +100,23 @@ async def throughput(server, upstream: tuple[int, int], count: int, turns: int, 
         after = cpu(pids), tree_cpu_seconds(server.pid), tree_cpu_seconds(upstream[1].pid)
     proxy, database, fake = (1000 * (end - start) / turns for start, end in zip(before, after))
     return {"rate": turns / wall, "proxy": proxy, "database": database, "fake": fake}
+
+
+async def direct_throughput(upstream: tuple[int, int], turns: int) -> dict:
+    """The fake reached directly (POST /v1/chat/completions), CONCURRENCY at a time: the
+    rate and CPU per request that every turn above includes."""
+    slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def one() -> None:
+        async with slots:
+            result = await http_stream(upstream[0], "POST", "/v1/chat/completions", completion_body(ONE_TOKEN), timeout=60)
+        assert result.status == 200 and result.done, result
+
+    await asyncio.gather(*(one() for _ in range(50)))  # warm-up
+    before, began = tree_cpu_seconds(upstream[1].pid), time.monotonic()
+    await asyncio.gather(*(one() for _ in range(turns)))
+    wall, fake = time.monotonic() - began, tree_cpu_seconds(upstream[1].pid) - before
+    return {"rate": turns / wall, "fake": 1000 * fake / turns}
 
 
 def connections(server, database: str) -> tuple[int, int]:
@@ -253,7 +271,9 @@ def ms(seconds: float) -> str:
 
 async def run(args) -> None:
     with postgres_server() as server, fake_upstream_process() as upstream:
-        rows = []
+        log(f"1. the fake reached directly: {args.turns} requests")
+        direct = await direct_throughput(upstream, args.turns)
+        rows = [("1. the fake reached directly: requests/s", f"{direct['rate']:.0f}", f"CPU per request: the fake {direct['fake']:.2f} ms")]
         for count, folder in ((1, True), (1, False), (2, False), (4, False)):
             log(f"1. {count} instance(s){' on the folder' if folder else ''}: {args.turns} turns")
             figures = await throughput(server, upstream, count, args.turns, folder)
