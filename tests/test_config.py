@@ -33,6 +33,26 @@ def test_precedence_flag_over_env_over_file_over_default(tmp_path):
     assert config.lm_studio_url == "http://localhost:1234"  # default
 
 
+PG = "postgresql://chatproxy@db:5432/chats"
+
+
+@pytest.mark.parametrize(
+    "argv, environ, file, store_url, chats_dir",
+    [
+        (["--store", PG], {}, "", PG, "./chats"),
+        ([], {"CHATPROXY_STORE": PG}, "", PG, "./chats"),
+        ([], {}, f'[storage]\nurl = "{PG}"\n', PG, "./chats"),
+        (["--store", "/srv/chats"], {}, "", None, "/srv/chats"),  # a path is the folder
+        ([], {"CHATPROXY_STORE": PG}, '[storage]\nchats_dir = "/file"\n', PG, "/file"),  # env over file
+        (["--chats-dir", "/flag"], {"CHATPROXY_STORE": PG}, "", None, "/flag"),  # flag over env
+        (["--store", PG], {"CHATS_DIR": "/env"}, "", PG, "/env"),
+    ],
+)
+def test_the_store_is_chosen_by_url_flag_or_variable_and_a_path_means_the_folder(tmp_path, argv, environ, file, store_url, chats_dir):
+    config = load_config(["--config", write(tmp_path, file), *argv], environ)
+    assert (config.store_url, config.chats_dir) == (store_url, chats_dir)
+
+
 def test_seed_env_vars_and_flags(tmp_path):
     config = load_config(
         ["--lm-studio-url", "http://127.0.0.1:5555/v1/", "--debug"],
