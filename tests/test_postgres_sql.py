@@ -10,7 +10,7 @@ import json
 import pytest
 
 from store import ChatExists, ChatNotFound, InvalidChatName, InvalidChatValue, MessageIndexError, StorageFailure, history, listing
-from store.postgres import chats
+from store.postgres import chats, search
 from store.postgres.connection import connect
 from store.postgres.migrate import migrate, migrations
 from tests.postgres import append, edit_message, new_chat, remove_message, switch_branch, update_settings
@@ -46,6 +46,36 @@ async def test_a_database_migrated_by_a_newer_chatproxy_is_refused(pg_conn):
     await pg_conn.execute("INSERT INTO chatproxy_migrations (version, name) VALUES (999, 'future')")
     with pytest.raises(StorageFailure, match="newer chatproxy"):
         await migrate(pg_conn)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_database_holding_chats_is_upgraded_with_them_searchable_titled_and_pinned(empty_postgres_url, tmp_path):
+    first_two = tmp_path / "migrations"
+    first_two.mkdir()
+    for migration in migrations()[:2]:  # the schema as the first release made it
+        (first_two / migration.path.name).write_text(migration.path.read_text())
+    conn = await connect(empty_postgres_url, autocommit=True)
+    try:
+        assert await migrate(conn, first_two) == [1, 2]
+        settings = {"model": "m", "title": "Trip plans", "pinned": True, "archived": False}
+        cursor = await conn.execute(
+            "INSERT INTO chats (stem, name, settings, updated_at, model) VALUES ('old', 'old', %s, '2026-01-01T00:00:00', '\"m\"') RETURNING id",
+            (json.dumps(settings),),
+        )
+        chat_id = (await cursor.fetchone())[0]
+        for position, (role, text) in enumerate([("user", "a quixotical question"), ("assistant", "an answer")]):
+            await conn.execute(
+                "INSERT INTO messages (chat_id, branch, position, body, content) VALUES (%s, 0, %s, %s, %s)",
+                (chat_id, position, json.dumps({"role": role, "content": text}), text),
+            )
+        assert await migrate(conn) == [migration.version for migration in migrations()[2:]]
+        assert [hit["name"] for hit in await search.search(conn, "quixotical", 10)] == ["old"]  # counted in chat_words
+        assert [hit["name"] for hit in await search.search(conn, "trip", 10)] == ["old"]  # the title, searchable
+        [entry] = await chats.listing(conn, listing.RECENT)
+        assert (entry["name"], entry.get("title"), entry.get("pinned")) == ("old", "Trip plans", True)
+        assert [m["content"] for m in (await chats.get(conn, "old"))["messages"]] == ["a quixotical question", "an answer"]
+    finally:
+        await conn.close()
 
 
 # -- reads, creating, deleting, renaming ---------------------------------------------------------
