@@ -67,7 +67,8 @@ def make_store(config: Config) -> Store:
 
 
 def make_services(config: Config) -> Services:
-    """Everything a process serves with; its store opened already (``Store.open``, once)."""
+    """Everything a process serves with. Its store is a new object, not opened: ``main``
+    opened the same chats once (``Store.open``), before any worker started."""
     store = make_store(config)
     upstreams = Upstreams.build(
         config.upstreams,
@@ -288,11 +289,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 2
     configure_logging(config.debug, config.log_format)
     raise_open_file_limit()
+    checked = make_store(config)
     try:  # once, before any worker starts: chats that cannot be kept stop the start here
-        make_store(config).open()
+        checked.open()
     except StoreError as error:
         print(f"chatproxy: {error}", file=sys.stderr)
         return 2 if config.store_url else 1  # a database setting; a folder that cannot be made
+    finally:
+        # Each process serves with a store of its own (a PostgreSQL owner id is per process):
+        # this one lets go of what opening took (the folder's descriptor).
+        asyncio.run(checked.close())
     try:
         sockets = bind(config)
         peers = bind_peer_sockets(config) if config.advertise_url else [None] * config.workers
