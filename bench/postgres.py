@@ -72,16 +72,21 @@ def cpu(pids: list[int]) -> float:
     return sum(tree_cpu_seconds(pid) for pid in pids)
 
 
-async def run_turns(ports: list[int], names: list[str], concurrency: int, timeout: float = 60) -> None:
-    """A turn on each chat, chat i through instance i mod n, ``concurrency`` at a time."""
+async def run_requests(requests: list[tuple[int, str, str, dict]], concurrency: int, timeout: float = 60) -> None:
+    """Each (port, method, path, body) streamed to its end, ``concurrency`` at a time."""
     slots = asyncio.Semaphore(concurrency)
 
-    async def one(number: int, name: str) -> None:
+    async def one(port: int, method: str, path: str, body: dict) -> None:
         async with slots:
-            result = await http_stream(ports[number % len(ports)], "PUT", "/chat", turn_body(name), timeout=timeout)
-        assert result.status == 200 and result.done, (name, result)
+            result = await http_stream(port, method, path, body, timeout=timeout)
+        assert result.status == 200 and result.done, (path, body, result)
 
-    await asyncio.gather(*(one(number, name) for number, name in enumerate(names)))
+    await asyncio.gather(*(one(*request) for request in requests))
+
+
+async def run_turns(ports: list[int], names: list[str], concurrency: int) -> None:
+    """A turn on each chat, chat i through instance i mod n, ``concurrency`` at a time."""
+    await run_requests([(ports[number % len(ports)], "PUT", "/chat", turn_body(name)) for number, name in enumerate(names)], concurrency)
 
 
 async def throughput(server, upstream: tuple[int, int], count: int, turns: int, folder: bool = False) -> dict:
@@ -105,16 +110,10 @@ async def throughput(server, upstream: tuple[int, int], count: int, turns: int, 
 async def direct_throughput(upstream: tuple[int, int], turns: int) -> dict:
     """The fake reached directly (POST /v1/chat/completions), CONCURRENCY at a time: the
     rate and CPU per request that every turn above includes."""
-    slots = asyncio.Semaphore(CONCURRENCY)
-
-    async def one() -> None:
-        async with slots:
-            result = await http_stream(upstream[0], "POST", "/v1/chat/completions", completion_body(ONE_TOKEN), timeout=60)
-        assert result.status == 200 and result.done, result
-
-    await asyncio.gather(*(one() for _ in range(50)))  # warm-up
+    request = (upstream[0], "POST", "/v1/chat/completions", completion_body(ONE_TOKEN))
+    await run_requests([request] * 50, CONCURRENCY)  # warm-up
     before, began = tree_cpu_seconds(upstream[1].pid), time.monotonic()
-    await asyncio.gather(*(one() for _ in range(turns)))
+    await run_requests([request] * turns, CONCURRENCY)
     wall, fake = time.monotonic() - began, tree_cpu_seconds(upstream[1].pid) - before
     return {"rate": turns / wall, "fake": 1000 * fake / turns}
 

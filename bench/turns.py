@@ -106,9 +106,10 @@ async def interleaved_cpu(contenders: dict, args) -> dict[str, float]:
             await sequential(port, turns("warm", args.warm))
             running[name] = (port, process.pid)
         per_round = args.cpu_turns // CPU_ROUNDS
+        every = turns("cpu", args.cpu_turns)
         rounds: dict[str, list[float]] = {name: [] for name in running}
         for number in range(CPU_ROUNDS):
-            requests = turns("cpu", args.cpu_turns)[number * per_round : (number + 1) * per_round]
+            requests = every[number * per_round : (number + 1) * per_round]
             for name, (port, pid) in running.items():
                 before = tree_cpu_seconds(pid)
                 await sequential(port, requests)
@@ -121,8 +122,7 @@ async def sequential_figures(start, upstream_port: int, args, has_v1: bool) -> d
     with tempfile.TemporaryDirectory(prefix="bench-turns-") as scratch:
         folder = Path(scratch) / "chats"
         write_chats(folder, args.first, PREVIOUS_TURN, prefix="first")
-        with start(str(folder)) as (port, process):
-            figures = {}
+        with start(str(folder)) as (port, _):
             direct, put, v1 = [], [], []
             completion = ("POST", COMPLETIONS, completion_body(ONE_TOKEN))
             for request in turns("first", args.first):
@@ -130,8 +130,7 @@ async def sequential_figures(start, upstream_port: int, args, has_v1: bool) -> d
                 put += await sequential(port, [request])
                 if has_v1:
                     v1 += await sequential(port, [completion])
-            figures |= {"direct": first_event(direct), "put": first_event(put), "v1": first_event(v1)}
-    return figures
+    return {"direct": first_event(direct), "put": first_event(put), "v1": first_event(v1)}
 
 
 async def direct_sequential(port: int, pid: int, args) -> dict:

@@ -35,13 +35,6 @@ def fakes(count: int) -> Iterator[list[int]]:
         yield [stack.enter_context(fake_upstream_process(MODEL))[0] for _ in range(count)]
 
 
-@contextmanager
-def chatproxy_over(upstream_ports: list[int]) -> Iterator[int]:
-    """chatproxy with one [[upstreams]] table per port (one port: the upstream.url shorthand)."""
-    with chatproxy(upstream_ports[0] if len(upstream_ports) == 1 else upstream_ports) as (port, _):
-        yield port
-
-
 # -- one upstream against three ----------------------------------------------------------------
 
 
@@ -53,7 +46,7 @@ async def first_event(port: int, method: str, path: str, body: dict) -> float:
 
 async def one_against_three(count: int) -> list[tuple]:
     """The same requests to a chatproxy with one upstream and to one with three, alternating."""
-    with fakes(3) as ports, chatproxy_over(ports[:1]) as one, chatproxy_over(ports) as three:
+    with fakes(3) as ports, chatproxy(ports[0]) as (one, _), chatproxy(ports) as (three, _):  # --lm-studio-url; [[upstreams]]
         for port in (one, three):
             await create_chats(port, [f"c{i}" for i in range(count)], MODEL)
         times: dict[tuple[str, int], list[float]] = {}

@@ -34,12 +34,13 @@ from store.postgres import chats, rows, turns
 from store.postgres.connection import connect
 from store.postgres.engine import PostgresStore
 from store.postgres.migrate import migrations
+from tests.helpers import child_pids
 
 PORT = 5432  # only names the socket file: the server has no TCP port
 ROLE = "chatproxy"
 TEMPLATE = "chatproxy_template"
-# Every table chatproxy's migrations make but their own log: what a test may have filled.
-TABLES = ("chats", "messages", "branches", "turns", "leases", "chat_words")
+# Every table chatproxy's migrations made but their own log: what a test may have filled.
+_FILLED_TABLES = "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'chatproxy_migrations'"
 SETTINGS = {
     "listen_addresses": "''",
     "fsync": "off",
@@ -109,14 +110,6 @@ def find_binaries() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-def _parent_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return int(stat.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 class PostgresServer:
     def __init__(self, binaries: Path, settings: dict[str, str] = SETTINGS) -> None:
         self.binaries = binaries
@@ -163,8 +156,7 @@ class PostgresServer:
     def freeze(self, frozen: bool = True) -> None:
         """Stop (SIGSTOP) or continue (SIGCONT) the server and its backends: a database that
         takes queries and never answers, as one cut off by the network looks."""
-        backends = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent_of(int(pid)) == self.pid]
-        for pid in [self.pid, *backends]:
+        for pid in [self.pid, *child_pids(self.pid)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
 
@@ -213,7 +205,7 @@ class PostgresServer:
                     applied = conn.execute("SELECT array_agg(version ORDER BY version) FROM chatproxy_migrations").fetchone()[0]
                     if applied == [migration.version for migration in migrations()]:  # else a test changed it
                         conn.execute("SET lock_timeout = '1s'")
-                        conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+                        conn.execute(f"TRUNCATE {conn.execute(_FILLED_TABLES).fetchone()[0]} RESTART IDENTITY")
                         with self._numbers_lock:
                             self._emptied.append(name)
                         return

@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser import answered, browser_page, clipboard, needs_chromium, new_chat, send, stored
-from tests.fake_lmstudio import MODEL, Reply
+from tests.fake_lmstudio import Reply
 from tests.helpers import LONG, a_long_chat, call, eventually
 
 pytestmark = needs_chromium

@@ -147,7 +147,7 @@ async def test_a_stream_the_server_drops_is_joined_again_without_a_gap_or_a_repe
         def joins() -> list[str]:
             return [p for _, p, _ in seen if p.startswith("/chat/stream?")]
 
-        await wait_for(lambda: joins(), timeout=10, what="the page to join again")
+        await wait_for(joins, timeout=10, what="the page to join again")
         # After the last event it read: the server sends the rest, no gap and no repeat.
         assert joins() == [f"/chat/stream?name=joined&after={last_sent}"]
         await goes_on_to_the_end(page, proxy, release, "joined", "Question")

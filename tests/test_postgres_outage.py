@@ -13,9 +13,8 @@ import json
 import pytest
 
 from store.postgres import engine
-from store.postgres.connection import connect
 from tests.fake_lmstudio import Reply
-from tests.helpers import assert_error, call, create_chat, eventually, stream, wait_for
+from tests.helpers import assert_error, call, create_chat, eventually, stored_messages, stream, wait_for
 
 HI = {"role": "user", "content": "hi"}
 
@@ -33,25 +32,28 @@ async def answers_again(proxy) -> bool:
     return (await call(proxy, "GET", "/chats")).status == 200
 
 
-async def lease_expires_in(url: str) -> float:
+async def lease_expires_in(conn) -> float:
     """Seconds until the lease of chat 'demo' expires (negative: lapsed)."""
-    conn = await connect(url, autocommit=True)
-    try:
-        cursor = await conn.execute("SELECT extract(epoch FROM expires_at - now()) FROM leases WHERE stem = 'demo'")
-        return float((await cursor.fetchone())[0])
-    finally:
-        await conn.close()
+    cursor = await conn.execute("SELECT extract(epoch FROM expires_at - now()) FROM leases WHERE stem = 'demo'")
+    return float((await cursor.fetchone())[0])
 
 
-async def away_mid_turn(proxy, server, fake, tokens: list[str]) -> tuple[asyncio.Future, list]:
-    """A turn whose start is stored, then the database stops and LM Studio sends the rest:
-    the reading of the stream, and its chunks so far."""
+async def mid_turn(proxy, fake, tokens: list[str]) -> tuple[asyncio.Event, asyncio.Future, list]:
+    """A turn whose start is stored, LM Studio holding the rest of its reply: the event that
+    lets it go on, the reading of the stream, and its chunks so far."""
     release = asyncio.Event()
     fake.script.append(Reply(tokens=tokens, hold=release, hold_at=1))
     await create_chat(proxy, "demo")
     received: list = []
     reading = asyncio.ensure_future(stream(proxy, "/chat", {"name": "demo", "message": HI}, stop=lambda r: received.append(r) and False, timeout=60))
     await wait_for(lambda: received and received[-1].content() == tokens[0], what="the first word (the turn's start is stored)")
+    return release, reading, received
+
+
+async def away_mid_turn(proxy, server, fake, tokens: list[str]) -> tuple[asyncio.Future, list]:
+    """A turn whose start is stored, then the database stops and LM Studio sends the rest:
+    the reading of the stream, and its chunks so far."""
+    release, reading, received = await mid_turn(proxy, fake, tokens)
     server.halt()
     release.set()
     return reading, received
@@ -117,23 +119,15 @@ async def test_a_stream_whose_reply_cannot_be_stored_in_time_ends_with_the_stora
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_a_turn_whose_lease_lapsed_while_the_database_was_away_is_not_taken_over_by_its_own_sweep(proxy, services, own_postgres_server, fake, store_url):
-    release = asyncio.Event()
-    fake.script.append(Reply(tokens=["one ", "two ", "three"], hold=release, hold_at=1))
-    await create_chat(proxy, "demo")
-    received: list = []
-    reading = asyncio.ensure_future(stream(proxy, "/chat", {"name": "demo", "message": HI}, stop=lambda r: received.append(r) and False, timeout=60))
-    await wait_for(lambda: received and received[-1].content() == "one ", what="the first word (the turn's start is stored)")
+async def test_a_turn_whose_lease_lapsed_while_the_database_was_away_is_not_taken_over_by_its_own_sweep(proxy, services, own_postgres_server, fake, stored):
+    release, reading, _ = await mid_turn(proxy, fake, ["one ", "two ", "three"])
     own_postgres_server.halt()
     own_postgres_server.resume()
     await eventually(lambda: answers_again(proxy), what="chatproxy to reconnect", timeout=30)
-    conn = await connect(store_url, autocommit=True)
-    try:  # as an outage longer than the lease leaves it: the renewals missed, nobody took it yet
-        await conn.execute("UPDATE leases SET expires_at = now()")
-    finally:
-        await conn.close()
+    conn = await stored.connection()
+    await conn.execute("UPDATE leases SET expires_at = now()")  # as an outage longer than the lease leaves it
     assert await services.store.recover() == 0  # what the sweep does: the turn still runs here
-    assert await lease_expires_in(store_url) > engine.LEASE_S - 5  # renewed instead, at once
+    assert await lease_expires_in(conn) > engine.LEASE_S - 5  # renewed instead, at once
     release.set()
     result = await asyncio.wait_for(reading, 30)
     assert result.content() == "one two three" and result.data[-1] == "[DONE]"
@@ -141,5 +135,4 @@ async def test_a_turn_whose_lease_lapsed_while_the_database_was_away_is_not_take
     assert [m["content"] for m in chat["messages"]] == ["hi", "one two three"] and "running_turn" not in chat
     fake.script.append(Reply(tokens=["again"]))
     assert (await stream(proxy, "/chat", {"name": "demo", "message": {"role": "user", "content": "more"}})).data[-1] == "[DONE]"
-    chat = (await call(proxy, "GET", "/chat?name=demo")).json["chat"]
-    assert [m["content"] for m in chat["messages"]] == ["hi", "one two three", "more", "again"]
+    assert [m["content"] for m in await stored_messages(proxy)] == ["hi", "one two three", "more", "again"]

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from tests.fake_lmstudio import MODEL, Reply
-from tests.helpers import call, child_pids, eventually, free_port, start_server, stop_server, stream, wait_for
+from tests.helpers import call, child_pids, eventually, free_port, start_server, stop_server, stream
 
 HI = {"role": "user", "content": "tell me"}
 
