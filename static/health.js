@@ -16,9 +16,8 @@ export function whyDown(down) {
 function lmStudioProblem(upstream) {
   const where = upstream.url ? ` at ${upstream.url}` : "";
   if (upstream.state !== "up") {
-    const reason = (upstream.error || "").replace(/[.\s]+$/, "");
-    // The server's sentence names LM Studio and where already; said once, not twice.
-    const said = reason.startsWith("LM Studio") ? reason : `LM Studio is not reachable${where}${reason ? ` (${reason})` : ""}`;
+    // The server's sentence (upstream.who's: "LM Studio …") names it and where already.
+    const said = upstream.error ? upstream.error.replace(/[.\s]+$/, "") : `LM Studio is not reachable${where}`;
     return ["unreachable", `${said}. Start LM Studio and turn its local server on `
       + "(Developer tab, or lms server start), or point chatproxy at it with upstream.url (or --lm-studio-url); then check again."];
   }
